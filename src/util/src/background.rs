@@ -1,0 +1,149 @@
+//! Background work: one [`Worker`] trait and one [`BackgroundRunner`].
+//!
+//! Every long-running loop of the node is a worker: the runner calls `work`
+//! while it reports `Busy`, waits with `wait_for_work` when it reports
+//! `Idle`, backs off exponentially on errors, and stops every worker when
+//! the shared shutdown signal fires.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// What a worker reports after one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    /// More work is ready: call `work` again at once.
+    Busy,
+    /// Nothing to do: wait for `wait_for_work`.
+    Idle,
+    /// The worker is finished for good.
+    Done,
+}
+
+/// A long-running background task.
+#[async_trait]
+pub trait Worker: Send {
+    /// A short name for logs and status.
+    fn name(&self) -> String;
+    /// A free-form status line.
+    fn status(&self) -> String {
+        String::new()
+    }
+    /// Does one bounded unit of work.
+    async fn work(&mut self, must_exit: &mut watch::Receiver<bool>) -> Result<WorkerState, String>;
+    /// Waits until there may be work again (a timer, a notification).
+    async fn wait_for_work(&mut self);
+}
+
+/// Runs workers until shutdown.
+pub struct BackgroundRunner {
+    stop: watch::Receiver<bool>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl BackgroundRunner {
+    /// A runner whose workers stop when `stop` becomes true.
+    pub fn new(stop: watch::Receiver<bool>) -> Arc<Self> {
+        Arc::new(Self {
+            stop,
+            handles: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Starts a worker.
+    pub fn spawn_worker<W: Worker + 'static>(&self, mut w: W) {
+        let mut stop = self.stop.clone();
+        let h = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                if *stop.borrow() {
+                    break;
+                }
+                match w.work(&mut stop).await {
+                    Ok(WorkerState::Busy) => {
+                        backoff = Duration::from_millis(100);
+                        tokio::task::yield_now().await;
+                    }
+                    Ok(WorkerState::Idle) => {
+                        backoff = Duration::from_millis(100);
+                        tokio::select! {
+                            biased;
+                            _ = stop.changed() => (),
+                            _ = w.wait_for_work() => (),
+                        }
+                    }
+                    Ok(WorkerState::Done) => break,
+                    Err(e) => {
+                        tracing::warn!(worker = %w.name(), error = %e, "worker step failed");
+                        tokio::select! {
+                            biased;
+                            _ = stop.changed() => (),
+                            _ = tokio::time::sleep(backoff) => (),
+                        }
+                        backoff = std::cmp::min(backoff * 2, Duration::from_secs(60));
+                    }
+                }
+            }
+            tracing::debug!(worker = %w.name(), "worker stopped");
+        });
+        self.handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h);
+    }
+
+    /// Waits for every worker to stop, at most `deadline`.
+    pub async fn join(&self, deadline: Duration) {
+        let handles: Vec<_> = std::mem::take(
+            &mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()),
+        );
+        let all = futures::future::join_all(handles);
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            tracing::warn!("some workers did not stop in time");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct Counter(Arc<AtomicU32>);
+
+    #[async_trait]
+    impl Worker for Counter {
+        fn name(&self) -> String {
+            "counter".into()
+        }
+        async fn work(&mut self, _: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            if n == 2 {
+                return Err("boom".into());
+            }
+            Ok(if n < 5 {
+                WorkerState::Busy
+            } else {
+                WorkerState::Idle
+            })
+        }
+        async fn wait_for_work(&mut self) {
+            tokio::time::sleep(Duration::from_secs(3600)).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_until_idle_then_stops() {
+        let (tx, rx) = watch::channel(false);
+        let bg = BackgroundRunner::new(rx);
+        let n = Arc::new(AtomicU32::new(0));
+        bg.spawn_worker(Counter(n.clone()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(n.load(Ordering::SeqCst), 6);
+        tx.send(true).expect("send");
+        bg.join(Duration::from_secs(8)).await;
+    }
+}

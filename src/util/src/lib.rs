@@ -1,0 +1,19 @@
+//! Shared primitives used by every other crate of the workspace.
+//!
+//! Layout:
+//! - [`data`]: 32-byte identifiers and hashes (blake2).
+//! - [`crdt`]: the `Crdt` trait and the CRDT primitives (Lww, LwwMap, Bool, Deletable).
+//! - [`encode`]: versioned MessagePack encoding of stored and wire types.
+//! - [`time`]: the clock handle; nothing below the binary reads the system clock directly.
+//! - [`config`]: the `garage.toml` configuration, Garage-compatible.
+//! - [`background`]: the single `Worker` trait and the runner that drives every loop.
+//! - [`rng`]: the seeded randomness handle.
+#![warn(missing_docs)]
+
+pub mod background;
+pub mod config;
+pub mod crdt;
+pub mod data;
+pub mod encode;
+pub mod rng;
+pub mod time;
