@@ -1,1 +1,21 @@
-//! placeholder
+//! The replicated table layer.
+//!
+//! A table is described by a [`TableSchema`] (its key types, its entry CRDT,
+//! a filter for range reads and an `updated` hook that runs inside the
+//! storage transaction), and placed on nodes by a [`TableReplication`]
+//! (sharded by partition, or copied to every node). [`Table`] puts the two
+//! together: local storage with a Merkle "todo" kept current, quorum reads
+//! with read repair, and quorum writes.
+#![warn(missing_docs)]
+
+mod data;
+mod error;
+mod replication;
+mod schema;
+mod table;
+
+pub use data::{prefix_end, SortRange, TableData};
+pub use error::Error;
+pub use replication::{TableFullReplication, TableReplication, TableShardedReplication};
+pub use schema::{EmptyKey, Entry, PartitionKey, SortKey, TableSchema};
+pub use table::Table;

@@ -1,0 +1,141 @@
+//! The node's state: database, membership and every table.
+
+use std::sync::Arc;
+
+use garage_db::Db;
+use garage_rpc::system::System;
+use garage_table::{Table, TableFullReplication, TableShardedReplication};
+use garage_util::background::BackgroundRunner;
+use garage_util::config::Config;
+use garage_util::rng::Rng;
+use garage_util::time::Clock;
+
+use crate::bucket_alias_table::BucketAliasTable;
+use crate::bucket_table::BucketTable;
+use crate::key_table::KeyTable;
+
+/// Everything a node serves from.
+pub struct Garage {
+    /// The configuration.
+    pub config: Config,
+    /// Local storage.
+    pub db: Db,
+    /// Membership and layout.
+    pub system: Arc<System>,
+    /// The clock.
+    pub clock: Clock,
+    /// Randomness.
+    pub rng: Rng,
+    /// Access keys.
+    pub key_table: Arc<Table<KeyTable, TableFullReplication>>,
+    /// Buckets.
+    pub bucket_table: Arc<Table<BucketTable, TableFullReplication>>,
+    /// Global bucket names.
+    pub bucket_alias_table: Arc<Table<BucketAliasTable, TableFullReplication>>,
+    /// K2V state.
+    #[cfg(feature = "k2v")]
+    pub k2v: K2VState,
+}
+
+/// The K2V part of a node.
+#[cfg(feature = "k2v")]
+pub struct K2VState {
+    /// Items.
+    pub item_table: Arc<crate::k2v::rpc::ItemTable>,
+    /// Index counters.
+    pub counter_table: Arc<crate::k2v::counter_table::CounterTableT>,
+    /// Local counters.
+    pub counter: Arc<crate::k2v::counter_table::IndexCounter>,
+    /// Inserts and polls.
+    pub rpc: Arc<crate::k2v::rpc::K2VRpcHandler>,
+}
+
+/// Errors building the node state.
+#[derive(Debug, thiserror::Error)]
+pub enum GarageError {
+    /// A table failed to open.
+    #[error(transparent)]
+    Table(#[from] garage_table::Error),
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] garage_db::Error),
+}
+
+impl Garage {
+    /// Builds every table on `db`, reachable through `system`.
+    pub fn new(
+        config: Config,
+        db: Db,
+        system: Arc<System>,
+        clock: Clock,
+        rng: Rng,
+    ) -> Result<Arc<Self>, GarageError> {
+        let full = || TableFullReplication {
+            system: system.clone(),
+        };
+        let key_table = Table::new(Arc::new(KeyTable), full(), system.clone(), db.clone())?;
+        let bucket_table = Table::new(Arc::new(BucketTable), full(), system.clone(), db.clone())?;
+        let bucket_alias_table =
+            Table::new(Arc::new(BucketAliasTable), full(), system.clone(), db.clone())?;
+
+        #[cfg(feature = "k2v")]
+        let k2v = {
+            use crate::k2v::counter_table::{CounterTable, IndexCounter};
+            use crate::k2v::item_table::K2VItemTable;
+            use crate::k2v::rpc::{k2v_node_id, K2VRpcHandler};
+            use crate::k2v::sub::SubscriptionManager;
+            let sharded = || TableShardedReplication {
+                system: system.clone(),
+            };
+            let counter = IndexCounter::new(&db, system.id, clock.clone())?;
+            let counter_table =
+                Table::new(Arc::new(CounterTable), sharded(), system.clone(), db.clone())?;
+            counter.set_table(counter_table.clone());
+            let subscriptions = Arc::new(SubscriptionManager::new());
+            let item_table = Table::new(
+                Arc::new(K2VItemTable {
+                    counter: counter.clone(),
+                    subscriptions: subscriptions.clone(),
+                }),
+                sharded(),
+                system.clone(),
+                db.clone(),
+            )?;
+            let node_id = k2v_node_id(&db, rng.next_u64())?;
+            let rpc = K2VRpcHandler::new(
+                system.clone(),
+                db.clone(),
+                item_table.clone(),
+                subscriptions,
+                node_id,
+                clock.clone(),
+            )?;
+            K2VState {
+                item_table,
+                counter_table,
+                counter,
+                rpc,
+            }
+        };
+
+        Ok(Arc::new(Self {
+            config,
+            db,
+            system,
+            clock,
+            rng,
+            key_table,
+            bucket_table,
+            bucket_alias_table,
+            #[cfg(feature = "k2v")]
+            k2v,
+        }))
+    }
+
+    /// Starts the background workers of every component.
+    pub fn spawn_workers(&self, bg: &BackgroundRunner) {
+        bg.spawn_worker(self.system.status_worker());
+        #[cfg(feature = "k2v")]
+        bg.spawn_worker(self.k2v.counter.worker());
+    }
+}

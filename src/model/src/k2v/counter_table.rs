@@ -1,0 +1,325 @@
+//! Index counters: per (bucket, partition key), the number of entries,
+//! conflicts, values and bytes.
+//!
+//! Each storage node counts its own items in a local tree, in the same
+//! transaction as the item change, and queues the key. A worker pushes the
+//! queued counts into the replicated counter table, where each node's
+//! counts are a last-writer-wins register on `(timestamp, value)`. A reader
+//! takes, per counter, the maximum over the current storage nodes (replicas
+//! count the same items).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+
+use garage_db::{Db, Transaction, Tree, TxError};
+use garage_table::{Entry, Table, TableSchema, TableShardedReplication};
+use garage_util::background::{Worker, WorkerState};
+use garage_util::crdt::Crdt;
+use garage_util::data::Uuid;
+use garage_util::encode::{from_msgpack, to_msgpack, Migrate, NoPrevious};
+use garage_util::time::Clock;
+
+use super::item::ItemCounts;
+
+/// Counter names, in the order the API lists them.
+pub const COUNTER_NAMES: [&str; 4] = ["entries", "conflicts", "values", "bytes"];
+
+pub use v1::CounterEntry;
+
+mod v1 {
+    use super::*;
+
+    /// The counters of one partition key of one bucket, per node.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct CounterEntry {
+        /// The bucket.
+        pub bucket_id: Uuid,
+        /// The K2V partition key.
+        pub partition_key: String,
+        /// Counter name → node → (timestamp, value).
+        pub values: BTreeMap<String, BTreeMap<Uuid, (u64, i64)>>,
+    }
+
+    impl Migrate for CounterEntry {
+        const VERSION_MARKER: &'static [u8] = b"K2Vcnt1";
+        type Previous = NoPrevious;
+        fn migrate(p: NoPrevious) -> Self {
+            match p {}
+        }
+    }
+}
+
+impl CounterEntry {
+    /// Counter values, keeping only `nodes` (the current storage nodes),
+    /// maximum over them.
+    pub fn filtered_values(&self, nodes: &[Uuid]) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for (name, per_node) in self.values.iter() {
+            let v = per_node
+                .iter()
+                .filter(|(n, _)| nodes.contains(n))
+                .map(|(_, (_, v))| *v)
+                .max()
+                .unwrap_or(0);
+            out.insert(name.clone(), v);
+        }
+        out
+    }
+}
+
+impl Crdt for CounterEntry {
+    fn merge(&mut self, other: &Self) {
+        for (name, per_node) in other.values.iter() {
+            let mine = self.values.entry(name.clone()).or_default();
+            for (node, tv) in per_node.iter() {
+                let e = mine.entry(*node).or_insert(*tv);
+                // A true last-writer-wins on (timestamp, value).
+                if *tv > *e {
+                    *e = *tv;
+                }
+            }
+        }
+    }
+}
+
+impl Entry<Uuid, String> for CounterEntry {
+    fn partition_key(&self) -> &Uuid {
+        &self.bucket_id
+    }
+    fn sort_key(&self) -> &String {
+        &self.partition_key
+    }
+    fn is_tombstone(&self) -> bool {
+        self.values
+            .values()
+            .all(|per_node| per_node.values().all(|(_, v)| *v == 0))
+    }
+}
+
+/// Schema of the replicated counter table.
+pub struct CounterTable;
+
+impl TableSchema for CounterTable {
+    const TABLE_NAME: &'static str = "k2v_index_counter";
+    type P = Uuid;
+    type S = String;
+    type E = CounterEntry;
+    type Filter = ();
+
+    fn matches_filter(_entry: &CounterEntry, _filter: &()) -> bool {
+        true
+    }
+}
+
+/// The replicated counter table type.
+pub type CounterTableT = Table<CounterTable, TableShardedReplication>;
+
+type LocalCounts = BTreeMap<String, (u64, i64)>;
+
+/// This node's local counters and the queue that feeds the counter table.
+pub struct IndexCounter {
+    this_node: Uuid,
+    clock: Clock,
+    local: Tree,
+    queue: Tree,
+    db: Db,
+    table: OnceLock<Arc<CounterTableT>>,
+    notify: Notify,
+}
+
+fn counter_key(bucket: &Uuid, pk: &str) -> Vec<u8> {
+    let mut k = bucket.as_slice().to_vec();
+    k.extend_from_slice(pk.as_bytes());
+    k
+}
+
+impl IndexCounter {
+    /// Opens the local trees.
+    pub fn new(db: &Db, this_node: Uuid, clock: Clock) -> Result<Arc<Self>, garage_db::Error> {
+        Ok(Arc::new(Self {
+            this_node,
+            clock,
+            local: db.open_tree("k2v_local_counter")?,
+            queue: db.open_tree("k2v_local_counter:queue")?,
+            db: db.clone(),
+            table: OnceLock::new(),
+            notify: Notify::new(),
+        }))
+    }
+
+    /// Connects the replicated table (built after this).
+    pub fn set_table(&self, t: Arc<CounterTableT>) {
+        let _ = self.table.set(t);
+    }
+
+    /// Adds `after - before` to the local counts of (bucket, pk), in `tx`.
+    pub fn count_in_tx(
+        &self,
+        tx: &mut Transaction<'_>,
+        bucket: &Uuid,
+        pk: &str,
+        before: ItemCounts,
+        after: ItemCounts,
+    ) -> Result<(), garage_db::Error> {
+        let deltas = [
+            after.entries - before.entries,
+            after.conflicts - before.conflicts,
+            after.values - before.values,
+            after.bytes - before.bytes,
+        ];
+        if deltas.iter().all(|d| *d == 0) {
+            return Ok(());
+        }
+        let key = counter_key(bucket, pk);
+        let mut counts: LocalCounts = tx
+            .get(&self.local, &key)?
+            .and_then(|b| from_msgpack(&b))
+            .unwrap_or_default();
+        let now = self.clock.now_ms();
+        for (name, d) in COUNTER_NAMES.iter().zip(deltas) {
+            let e = counts.entry(name.to_string()).or_insert((0, 0));
+            e.0 = std::cmp::max(e.0 + 1, now);
+            e.1 += d;
+        }
+        let enc = to_msgpack(&counts).map_err(|e| garage_db::Error::Engine {
+            engine: "counter",
+            message: e.to_string(),
+        })?;
+        tx.insert(&self.local, &key, &enc)?;
+        tx.insert(&self.queue, &key, &enc)?;
+        Ok(())
+    }
+
+    /// Wakes the propagation worker.
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
+    /// The worker pushing local counts to the replicated table.
+    pub fn worker(self: &Arc<Self>) -> CounterPropagationWorker {
+        CounterPropagationWorker {
+            counter: self.clone(),
+        }
+    }
+
+    async fn propagate_batch(&self) -> Result<WorkerState, String> {
+        let Some(table) = self.table.get() else {
+            return Ok(WorkerState::Idle);
+        };
+        let rows = self
+            .queue
+            .range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, false, Some(256))
+            .map_err(|e| e.to_string())?;
+        if rows.is_empty() {
+            return Ok(WorkerState::Idle);
+        }
+        let mut entries = vec![];
+        for (k, v) in rows.iter() {
+            let (Some(bucket), Ok(pk)) = (
+                Uuid::try_from_slice(&k[..std::cmp::min(32, k.len())]),
+                std::str::from_utf8(k.get(32..).unwrap_or(&[])),
+            ) else {
+                tracing::warn!("dropping a malformed counter queue entry");
+                self.queue.remove(k).map_err(|e| e.to_string())?;
+                continue;
+            };
+            let counts: LocalCounts = from_msgpack(v).unwrap_or_default();
+            let mut values = BTreeMap::new();
+            for (name, tv) in counts {
+                values.insert(name, BTreeMap::from([(self.this_node, tv)]));
+            }
+            entries.push(CounterEntry {
+                bucket_id: bucket,
+                partition_key: pk.to_string(),
+                values,
+            });
+        }
+        table.insert_many(&entries).await.map_err(|e| e.to_string())?;
+        for (k, v) in rows {
+            let r: Result<(), TxError<()>> = self.db.transaction(|tx| {
+                if tx.get(&self.queue, &k)?.as_deref() == Some(v.as_slice()) {
+                    tx.remove(&self.queue, &k)?;
+                }
+                Ok(())
+            });
+            if let Err(TxError::Db(e)) = r {
+                return Err(e.to_string());
+            }
+        }
+        Ok(WorkerState::Busy)
+    }
+}
+
+/// Pushes queued local counts into the counter table.
+pub struct CounterPropagationWorker {
+    counter: Arc<IndexCounter>,
+}
+
+#[async_trait]
+impl Worker for CounterPropagationWorker {
+    fn name(&self) -> String {
+        "k2v index counter propagation".into()
+    }
+    async fn work(&mut self, _stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
+        self.counter.propagate_batch().await
+    }
+    async fn wait_for_work(&mut self) {
+        tokio::select! {
+            _ = self.counter.notify.notified() => (),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => (),
+        }
+        // Let a burst of writes accumulate into one batch.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use garage_util::crdt::laws;
+    use proptest::prelude::*;
+
+    fn entry(vals: Vec<(u8, u8, u64, i64)>) -> CounterEntry {
+        let mut e = CounterEntry {
+            bucket_id: Uuid::default(),
+            partition_key: "pk".into(),
+            values: BTreeMap::new(),
+        };
+        for (name, node, ts, v) in vals {
+            e.merge(&CounterEntry {
+                bucket_id: Uuid::default(),
+                partition_key: "pk".into(),
+                values: BTreeMap::from([(
+                    format!("c{name}"),
+                    BTreeMap::from([(Uuid::from_bytes([node; 32]), (ts, v))]),
+                )]),
+            });
+        }
+        e
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn counter_laws(
+            a in prop::collection::vec((0u8..2, 0u8..3, 0u64..4, -2i64..3), 0..6),
+            b in prop::collection::vec((0u8..2, 0u8..3, 0u64..4, -2i64..3), 0..6),
+            c in prop::collection::vec((0u8..2, 0u8..3, 0u64..4, -2i64..3), 0..6),
+        ) {
+            laws::check(&entry(a), &entry(b), &entry(c));
+        }
+    }
+
+    #[test]
+    fn newer_timestamp_wins_even_with_smaller_value() {
+        let mut a = entry(vec![(0, 1, 5, 10)]);
+        a.merge(&entry(vec![(0, 1, 6, 3)]));
+        let n = [Uuid::from_bytes([1; 32])];
+        assert_eq!(a.filtered_values(&n)["c0"], 3);
+        assert_eq!(a.filtered_values(&[])["c0"], 0);
+    }
+}

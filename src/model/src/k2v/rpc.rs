@@ -1,0 +1,640 @@
+//! K2V RPC: inserts are forwarded to ONE replica of the item's partition
+//! (so vector clocks stay as small as the replica set), which applies the
+//! DVVS update in a local transaction and then replicates the new state;
+//! polls wait on every replica.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use tokio::sync::broadcast;
+
+use garage_db::{Db, Tree, TxError};
+use garage_rpc::quorum::call_preferred;
+use garage_rpc::system::System;
+use garage_rpc::{Endpoint, Handler, RpcError, RpcMessage};
+use garage_table::{PartitionKey, SortRange, Table, TableShardedReplication};
+use garage_util::crdt::Crdt;
+use garage_util::data::Uuid;
+use garage_util::encode::Migrate;
+use garage_util::time::Clock;
+
+use super::causality::{CausalContext, K2VNodeId};
+use super::item::{DvvsValue, K2VItem, K2VItemPartition};
+use super::item_table::{ItemFilter, K2VItemTable};
+use super::seen::RangeSeenMarker;
+use super::sub::SubscriptionManager;
+
+/// The item table type.
+pub type ItemTable = Table<K2VItemTable, TableShardedReplication>;
+
+/// One insert (or delete, with a tombstone) as the API hands it over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InsertedItem {
+    /// Bucket and partition key.
+    pub partition: K2VItemPartition,
+    /// Sort key.
+    pub sort_key: String,
+    /// The context the client read, as a token.
+    pub causal_context: Option<String>,
+    /// The new value.
+    pub value: DvvsValue,
+}
+
+/// The range of a range poll.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PollRangeQuery {
+    /// Keys must start with this.
+    pub prefix: Option<String>,
+    /// Inclusive start.
+    pub start: Option<String>,
+    /// Exclusive end.
+    pub end: Option<String>,
+}
+
+impl PollRangeQuery {
+    fn matches(&self, sk: &str) -> bool {
+        self.prefix.as_deref().is_none_or(|p| sk.starts_with(p))
+            && self.start.as_deref().is_none_or(|s| sk >= s)
+            && self.end.as_deref().is_none_or(|e| sk < e)
+    }
+}
+
+/// K2V messages between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum K2VRpc {
+    /// Success.
+    Ok,
+    /// Apply these inserts here, then replicate.
+    InsertMany(Vec<InsertedItem>),
+    /// Wait until the item is newer than the context.
+    PollItem {
+        /// Partition.
+        partition: K2VItemPartition,
+        /// Sort key.
+        sort_key: String,
+        /// Token of the context the client has.
+        causal_context: String,
+        /// How long to wait.
+        timeout_msec: u64,
+    },
+    /// Answer to `PollItem`.
+    PollItemResponse(Option<ByteBuf>),
+    /// Wait for items of the range newer than the marker.
+    PollRange {
+        /// Partition.
+        partition: K2VItemPartition,
+        /// Range.
+        range: PollRangeQuery,
+        /// Encoded seen marker.
+        seen_str: Option<String>,
+        /// How long to wait.
+        timeout_msec: u64,
+    },
+    /// Answer to `PollRange`.
+    PollRangeResponse {
+        /// The K2V id of the answering node.
+        node: K2VNodeId,
+        /// Items.
+        items: Vec<ByteBuf>,
+    },
+}
+
+impl RpcMessage for K2VRpc {
+    type Response = K2VRpc;
+}
+
+/// Errors of K2V operations.
+#[derive(Debug, thiserror::Error)]
+pub enum K2VError {
+    /// A token could not be parsed.
+    #[error("invalid causality token")]
+    InvalidCausalityToken,
+    /// A seen marker could not be parsed.
+    #[error("invalid seen marker")]
+    InvalidSeenMarker,
+    /// Storage or replication failed.
+    #[error(transparent)]
+    Table(#[from] garage_table::Error),
+    /// RPC failed.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] garage_db::Error),
+}
+
+const LOCAL_TREE: &str = "k2v_local";
+const NODE_ID_KEY: &[u8] = b"node_id";
+const TIMESTAMP_KEY: &[u8] = b"timestamp";
+
+/// Handles K2V inserts and polls on this node.
+pub struct K2VRpcHandler {
+    system: Arc<System>,
+    /// The item table.
+    pub item_table: Arc<ItemTable>,
+    subscriptions: Arc<SubscriptionManager>,
+    endpoint: Endpoint<K2VRpc>,
+    db: Db,
+    local: Tree,
+    node_id: K2VNodeId,
+    clock: Clock,
+}
+
+/// Reads this database's K2V node id, creating a random one with a new
+/// database (so a wiped node never reuses a history that restarted).
+pub fn k2v_node_id(db: &Db, random: u64) -> Result<K2VNodeId, garage_db::Error> {
+    let t = db.open_tree(LOCAL_TREE)?;
+    if let Some(b) = t.get(NODE_ID_KEY)? {
+        if let Ok(a) = <[u8; 8]>::try_from(b.as_slice()) {
+            return Ok(u64::from_be_bytes(a));
+        }
+    }
+    let id = random.max(1);
+    t.insert(NODE_ID_KEY, &id.to_be_bytes())?;
+    Ok(id)
+}
+
+impl K2VRpcHandler {
+    /// Builds the handler and registers it.
+    pub fn new(
+        system: Arc<System>,
+        db: Db,
+        item_table: Arc<ItemTable>,
+        subscriptions: Arc<SubscriptionManager>,
+        node_id: K2VNodeId,
+        clock: Clock,
+    ) -> Result<Arc<Self>, garage_db::Error> {
+        let local = db.open_tree(LOCAL_TREE)?;
+        let endpoint = Endpoint::new(system.transport.clone(), "k2v/rpc");
+        let h = Arc::new(Self {
+            system,
+            item_table,
+            subscriptions,
+            endpoint,
+            db,
+            local,
+            node_id,
+            clock,
+        });
+        h.endpoint.set_handler(h.clone());
+        Ok(h)
+    }
+
+    /// This node's K2V id.
+    pub fn node_id(&self) -> K2VNodeId {
+        self.node_id
+    }
+
+    fn storage_nodes(&self, p: &K2VItemPartition) -> Vec<Uuid> {
+        let mut nodes = self.system.nodes_of(&p.hash());
+        if let Some(i) = nodes.iter().position(|n| *n == self.system.id) {
+            nodes.swap(0, i);
+        }
+        nodes
+    }
+
+    /// Inserts items (grouped by partition, each group to one replica).
+    pub async fn insert_many(&self, items: Vec<InsertedItem>) -> Result<(), K2VError> {
+        let mut groups: BTreeMap<Vec<Uuid>, Vec<InsertedItem>> = BTreeMap::new();
+        for it in items {
+            groups
+                .entry(self.storage_nodes(&it.partition))
+                .or_default()
+                .push(it);
+        }
+        let calls = groups.into_iter().map(|(nodes, batch)| async move {
+            if nodes.is_empty() {
+                return Err(K2VError::Rpc(RpcError::NoNodes {
+                    reason: "the cluster layout is not ready (no layout applied)".into(),
+                }));
+            }
+            call_preferred(
+                &self.endpoint,
+                &nodes,
+                K2VRpc::InsertMany(batch),
+                1,
+                self.system.rpc_timeout,
+            )
+            .await?;
+            Ok(())
+        });
+        for r in futures::future::join_all(calls).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    fn apply_local(&self, items: &[InsertedItem]) -> Result<Vec<K2VItem>, K2VError> {
+        let mut parsed = Vec::with_capacity(items.len());
+        for it in items {
+            let ctx = match &it.causal_context {
+                Some(t) => {
+                    Some(CausalContext::parse(t).map_err(|_| K2VError::InvalidCausalityToken)?)
+                }
+                None => None,
+            };
+            parsed.push(ctx);
+        }
+        let data = &self.item_table.data;
+        let res = self.db.transaction(|tx| {
+            let mut ts = tx
+                .get(&self.local, TIMESTAMP_KEY)?
+                .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let mut out = Vec::with_capacity(items.len());
+            for (it, ctx) in items.iter().zip(parsed.iter()) {
+                let key = ItemTable::tree_key(&it.partition, &it.sort_key);
+                let old = match tx.get(&data.store, &key)? {
+                    Some(b) => Some(K2VItem::decode(&b).ok_or(TxError::Abort(
+                        garage_table::Error::Corrupted {
+                            table: "k2v_item",
+                        },
+                    ))?),
+                    None => None,
+                };
+                let mut new = old.clone().unwrap_or_else(|| {
+                    K2VItem::new(
+                        it.partition.bucket_id,
+                        it.partition.partition_key.clone(),
+                        it.sort_key.clone(),
+                    )
+                });
+                let node_ts = std::cmp::max(ts, self.clock.now_ms());
+                ts = new.update(self.node_id, ctx.as_ref(), it.value.clone(), node_ts);
+                data.store_in_tx(tx, &key, old.as_ref(), &new)?;
+                out.push((old, new));
+            }
+            tx.insert(&self.local, TIMESTAMP_KEY, &ts.to_be_bytes())?;
+            Ok(out)
+        });
+        let changed = match res {
+            Ok(c) => c,
+            Err(TxError::Abort(e)) => return Err(e.into()),
+            Err(TxError::Db(e)) => return Err(e.into()),
+        };
+        let mut out = Vec::with_capacity(changed.len());
+        for (old, new) in changed {
+            data.schema.committed(old.as_ref(), &new);
+            out.push(new);
+        }
+        Ok(out)
+    }
+
+    async fn handle_insert_many(&self, items: Vec<InsertedItem>) -> Result<K2VRpc, K2VError> {
+        let new = self.apply_local(&items)?;
+        self.item_table.replicate_stored(&new).await?;
+        Ok(K2VRpc::Ok)
+    }
+
+    /// Waits until the item holds a value newer than `ctx_token`, at most
+    /// `timeout`; `None` on timeout.
+    pub async fn poll_item(
+        &self,
+        partition: K2VItemPartition,
+        sort_key: String,
+        ctx_token: String,
+        timeout: Duration,
+    ) -> Result<Option<K2VItem>, K2VError> {
+        CausalContext::parse(&ctx_token).map_err(|_| K2VError::InvalidCausalityToken)?;
+        let nodes = self.storage_nodes(&partition);
+        let quorum = self.system.quorums.read;
+        let msg = K2VRpc::PollItem {
+            partition,
+            sort_key,
+            causal_context: ctx_token,
+            timeout_msec: timeout.as_millis() as u64,
+        };
+        let answers = garage_rpc::quorum::call_quorum(
+            &self.endpoint,
+            &nodes,
+            msg,
+            quorum,
+            timeout + self.system.rpc_timeout,
+        )
+        .await?;
+        let mut merged: Option<K2VItem> = None;
+        for (_, a) in answers {
+            if let K2VRpc::PollItemResponse(Some(b)) = a {
+                let item = K2VItem::decode(&b).ok_or(garage_table::Error::Corrupted {
+                    table: "k2v_item",
+                })?;
+                match &mut merged {
+                    Some(m) => m.merge(&item),
+                    None => merged = Some(item),
+                }
+            }
+        }
+        Ok(merged)
+    }
+
+    async fn handle_poll_item(
+        &self,
+        partition: K2VItemPartition,
+        sort_key: String,
+        ctx: CausalContext,
+        timeout: Duration,
+    ) -> Result<Option<K2VItem>, K2VError> {
+        let mut rx = self.subscriptions.subscribe_item(&partition, &sort_key);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let newer = |i: &K2VItem| i.causal_context().is_newer_than(&ctx);
+        if let Some(i) = self.item_table.data.get(&partition, &sort_key)? {
+            if newer(&i) {
+                return Ok(Some(i));
+            }
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(Ok(i)) if newer(&i) => return Ok(Some(i)),
+                Ok(Ok(_)) => (),
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    if let Some(i) = self.item_table.data.get(&partition, &sort_key)? {
+                        if newer(&i) {
+                            return Ok(Some(i));
+                        }
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(None),
+            }
+        }
+    }
+
+    /// Polls a range: without a marker returns the whole range at once;
+    /// with one, waits for items newer than it. `None` on timeout.
+    pub async fn poll_range(
+        &self,
+        partition: K2VItemPartition,
+        range: PollRangeQuery,
+        seen_str: Option<String>,
+        timeout: Duration,
+    ) -> Result<Option<(BTreeMap<String, K2VItem>, String)>, K2VError> {
+        let mut seen = match &seen_str {
+            Some(s) => RangeSeenMarker::decode(s).map_err(|_| K2VError::InvalidSeenMarker)?,
+            None => RangeSeenMarker::new(),
+        };
+        seen.restrict(
+            range.prefix.as_deref(),
+            range.start.as_deref(),
+            range.end.as_deref(),
+        );
+        let nodes = self.storage_nodes(&partition);
+        if nodes.is_empty() {
+            return Err(RpcError::NoNodes {
+                reason: "the cluster layout is not ready".into(),
+            }
+            .into());
+        }
+        let quorum = self.system.quorums.read;
+        let msg = Arc::new(K2VRpc::PollRange {
+            partition,
+            range,
+            seen_str: Some(seen.encode()).filter(|_| seen_str.is_some()),
+            timeout_msec: timeout.as_millis() as u64,
+        });
+        let rpc_timeout = timeout + self.system.rpc_timeout;
+        let mut calls: FuturesUnordered<_> = nodes
+            .iter()
+            .map(|n| {
+                let (ep, msg, n) = (self.endpoint.clone(), msg.clone(), *n);
+                async move { (n, ep.call(n, &msg, rpc_timeout).await) }
+            })
+            .collect();
+        let mut answers = vec![];
+        let mut errors = vec![];
+        let mut grace: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match grace {
+                Some(g) => match tokio::time::timeout_at(g, calls.next()).await {
+                    Ok(x) => x,
+                    Err(_) => break,
+                },
+                None => calls.next().await,
+            };
+            let Some((_, r)) = next else { break };
+            match r {
+                Ok(K2VRpc::PollRangeResponse { node, items }) => answers.push((node, items)),
+                Ok(_) => errors.push("unexpected answer".to_string()),
+                Err(e) => errors.push(e.to_string()),
+            }
+            if answers.len() >= quorum && grace.is_none() {
+                grace = Some(tokio::time::Instant::now() + Duration::from_millis(200));
+            }
+            if errors.len() > nodes.len() - quorum {
+                return Err(RpcError::Quorum {
+                    needed: quorum,
+                    succeeded: answers.len(),
+                    errors,
+                }
+                .into());
+            }
+        }
+        if answers.len() < quorum {
+            return Err(RpcError::Quorum {
+                needed: quorum,
+                succeeded: answers.len(),
+                errors,
+            }
+            .into());
+        }
+        let mut items: BTreeMap<String, K2VItem> = BTreeMap::new();
+        for (node, list) in answers {
+            let mut decoded = Vec::with_capacity(list.len());
+            for b in list {
+                decoded.push(K2VItem::decode(&b).ok_or(garage_table::Error::Corrupted {
+                    table: "k2v_item",
+                })?);
+            }
+            seen.mark_seen_node_items(node, decoded.iter());
+            for it in decoded {
+                match items.get_mut(&it.sort_key) {
+                    Some(m) => m.merge(&it),
+                    None => {
+                        items.insert(it.sort_key.clone(), it);
+                    }
+                }
+            }
+        }
+        seen.canonicalize();
+        if seen_str.is_some() && items.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((items, seen.encode())))
+    }
+
+    async fn handle_poll_range(
+        &self,
+        partition: K2VItemPartition,
+        range: PollRangeQuery,
+        seen_str: Option<String>,
+        timeout: Duration,
+    ) -> Result<Vec<K2VItem>, K2VError> {
+        let mut rx = self.subscriptions.subscribe_partition(&partition);
+        let sort_range = sort_range_of(&range);
+        let all = self.item_table.data.read_range(
+            &partition.hash(),
+            &sort_range,
+            None,
+            usize::MAX,
+            false,
+        )?;
+        let Some(seen_str) = seen_str else {
+            return Ok(all);
+        };
+        let seen = RangeSeenMarker::decode(&seen_str).map_err(|_| K2VError::InvalidSeenMarker)?;
+        let new: Vec<K2VItem> = all.into_iter().filter(|i| seen.is_new_item(i)).collect();
+        if !new.is_empty() {
+            return Ok(new);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Ok(vec![]),
+                Ok(Ok(i)) if range.matches(&i.sort_key) && seen.is_new_item(&i) => {
+                    return Ok(vec![i])
+                }
+                Ok(Ok(_)) => (),
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    let all = self.item_table.data.read_range(
+                        &partition.hash(),
+                        &sort_range,
+                        None,
+                        usize::MAX,
+                        false,
+                    )?;
+                    let new: Vec<K2VItem> =
+                        all.into_iter().filter(|i| seen.is_new_item(i)).collect();
+                    if !new.is_empty() {
+                        return Ok(new);
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(vec![]),
+            }
+        }
+    }
+
+    async fn dispatch(&self, msg: K2VRpc) -> Result<K2VRpc, K2VError> {
+        match msg {
+            K2VRpc::InsertMany(items) => self.handle_insert_many(items).await,
+            K2VRpc::PollItem {
+                partition,
+                sort_key,
+                causal_context,
+                timeout_msec,
+            } => {
+                let ctx = CausalContext::parse(&causal_context)
+                    .map_err(|_| K2VError::InvalidCausalityToken)?;
+                let t = Duration::from_millis(timeout_msec.min(600_000));
+                let r = self.handle_poll_item(partition, sort_key, ctx, t).await?;
+                let enc = match r {
+                    Some(i) => Some(ByteBuf::from(i.encode().map_err(|e| {
+                        garage_table::Error::Encode {
+                            table: "k2v_item",
+                            message: e.to_string(),
+                        }
+                    })?)),
+                    None => None,
+                };
+                Ok(K2VRpc::PollItemResponse(enc))
+            }
+            K2VRpc::PollRange {
+                partition,
+                range,
+                seen_str,
+                timeout_msec,
+            } => {
+                let t = Duration::from_millis(timeout_msec.min(600_000));
+                let items = self.handle_poll_range(partition, range, seen_str, t).await?;
+                let mut enc = Vec::with_capacity(items.len());
+                for i in items {
+                    enc.push(ByteBuf::from(i.encode().map_err(|e| {
+                        garage_table::Error::Encode {
+                            table: "k2v_item",
+                            message: e.to_string(),
+                        }
+                    })?));
+                }
+                Ok(K2VRpc::PollRangeResponse {
+                    node: self.node_id,
+                    items: enc,
+                })
+            }
+            K2VRpc::Ok | K2VRpc::PollItemResponse(_) | K2VRpc::PollRangeResponse { .. } => {
+                Err(RpcError::Remote {
+                    message: "unexpected K2V message".into(),
+                }
+                .into())
+            }
+        }
+    }
+
+    /// Reads one item from a read quorum.
+    pub async fn read_item(
+        &self,
+        partition: &K2VItemPartition,
+        sort_key: &String,
+    ) -> Result<Option<K2VItem>, K2VError> {
+        Ok(self.item_table.get(partition, sort_key).await?)
+    }
+
+    /// Reads items of a partition (range read through the table).
+    pub async fn read_range(
+        &self,
+        partition: &K2VItemPartition,
+        range: SortRange,
+        filter: ItemFilter,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<K2VItem>, K2VError> {
+        Ok(self
+            .item_table
+            .get_range(partition, range, Some(filter), limit, reverse)
+            .await?)
+    }
+}
+
+/// The table range of a poll range query.
+pub fn sort_range_of(q: &PollRangeQuery) -> SortRange {
+    use std::ops::Bound;
+    let mut lo: Bound<Vec<u8>> = Bound::Unbounded;
+    let mut hi: Bound<Vec<u8>> = Bound::Unbounded;
+    if let Some(p) = &q.prefix {
+        lo = Bound::Included(p.as_bytes().to_vec());
+        if let Some(pe) = garage_table::prefix_end(p.as_bytes()) {
+            hi = Bound::Excluded(pe);
+        }
+    }
+    if let Some(s) = &q.start {
+        let s = s.as_bytes().to_vec();
+        let tighter = match &lo {
+            Bound::Included(l) => s > *l,
+            _ => true,
+        };
+        if tighter {
+            lo = Bound::Included(s);
+        }
+    }
+    if let Some(e) = &q.end {
+        let e = e.as_bytes().to_vec();
+        let tighter = match &hi {
+            Bound::Excluded(h) => e < *h,
+            _ => true,
+        };
+        if tighter {
+            hi = Bound::Excluded(e);
+        }
+    }
+    SortRange { lo, hi }
+}
+
+#[async_trait]
+impl Handler<K2VRpc> for K2VRpcHandler {
+    async fn handle(&self, msg: K2VRpc, _from: Uuid) -> Result<K2VRpc, String> {
+        self.dispatch(msg).await.map_err(|e| e.to_string())
+    }
+}

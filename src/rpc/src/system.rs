@@ -1,0 +1,513 @@
+//! Cluster membership: who we are, who our peers are, their status, and
+//! the cluster layout every node converges to.
+//!
+//! Every few seconds each node sends its status (hostname, layout digest,
+//! disk space) to all peers. A node that sees a peer with a different
+//! layout digest pulls that peer's layout history and merges it (the layout
+//! is a CRDT), then pushes the result to everyone.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+
+use garage_util::background::{Worker, WorkerState};
+use garage_util::data::{Hash, Uuid};
+use garage_util::encode::Migrate;
+
+use crate::layout::{LayoutDigest, LayoutHistory};
+use crate::net::{Endpoint, Handler, RpcMessage, Transport};
+
+/// How often status is exchanged.
+pub const STATUS_EXCHANGE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What a node tells its peers about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Host name.
+    pub hostname: String,
+    /// Its replication factor (must match ours).
+    pub replication_factor: usize,
+    /// Its RPC address as it advertises it.
+    pub rpc_public_addr: Option<SocketAddr>,
+    /// Digest of its layout.
+    pub layout_digest: LayoutDigest,
+    /// (available, total) bytes on the metadata disk.
+    pub meta_disk: Option<(u64, u64)>,
+}
+
+/// A node as `garage status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KnownNode {
+    /// Its id.
+    pub id: Uuid,
+    /// Its address.
+    pub addr: Option<SocketAddr>,
+    /// Whether it is connected.
+    pub is_up: bool,
+    /// Seconds since last seen.
+    pub last_seen_secs_ago: Option<u64>,
+    /// Its last status.
+    pub status: Option<NodeStatus>,
+}
+
+/// Messages of the membership protocol.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SystemRpc {
+    /// Generic success.
+    Ok,
+    /// Connect to `<hex id>@<host:port>`.
+    Connect(String),
+    /// A node's status.
+    AdvertiseStatus(NodeStatus),
+    /// Ask for the layout history.
+    PullLayout,
+    /// A layout history to merge.
+    AdvertiseLayout(LayoutHistory),
+    /// Ask for the known nodes.
+    GetKnownNodes,
+    /// Answer to `GetKnownNodes`.
+    KnownNodes(Vec<KnownNode>),
+}
+
+impl RpcMessage for SystemRpc {
+    type Response = SystemRpc;
+}
+
+/// Read and write quorums for a replication factor and consistency mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quorums {
+    /// Copies of each partition.
+    pub rf: usize,
+    /// Answers needed for a read.
+    pub read: usize,
+    /// Acknowledgements needed for a write.
+    pub write: usize,
+}
+
+impl Quorums {
+    /// Quorums per the consistency mode (`consistent`, `degraded`, `dangerous`).
+    pub fn new(rf: usize, consistency: &str) -> Self {
+        let half = rf.div_ceil(2);
+        let (read, write) = match consistency {
+            "degraded" => (1, rf + 1 - half),
+            "dangerous" => (1, 1),
+            _ => (half, rf + 1 - half),
+        };
+        Self { rf, read, write }
+    }
+}
+
+/// Static parameters of a node's membership.
+pub struct SystemConfig {
+    /// Where the layout and peer list are kept.
+    pub metadata_dir: PathBuf,
+    /// Replication factor of the cluster.
+    pub rf: usize,
+    /// Consistency mode.
+    pub consistency: String,
+    /// Timeout of one RPC.
+    pub rpc_timeout: Duration,
+    /// Our advertised address.
+    pub rpc_public_addr: Option<SocketAddr>,
+}
+
+/// The membership manager of one node.
+pub struct System {
+    /// This node's id.
+    pub id: Uuid,
+    /// The transport to peers.
+    pub transport: Arc<dyn Transport>,
+    /// Quorums.
+    pub quorums: Quorums,
+    /// Timeout of one RPC.
+    pub rpc_timeout: Duration,
+    hostname: String,
+    config: SystemConfig,
+    endpoint: Endpoint<SystemRpc>,
+    layout: RwLock<Arc<LayoutHistory>>,
+    layout_watch: watch::Sender<u64>,
+    statuses: RwLock<BTreeMap<Uuid, (NodeStatus, Instant)>>,
+    status_now: Notify,
+}
+
+const LAYOUT_FILE: &str = "cluster_layout";
+const PEER_LIST_FILE: &str = "peer_list";
+
+impl System {
+    /// Builds the manager, loading the persisted layout (or starting empty).
+    pub fn new(transport: Arc<dyn Transport>, config: SystemConfig) -> Result<Arc<Self>, String> {
+        let layout_path = config.metadata_dir.join(LAYOUT_FILE);
+        let layout = match std::fs::read(&layout_path) {
+            Ok(bytes) => {
+                let l = LayoutHistory::decode(&bytes).ok_or_else(|| {
+                    format!("cannot decode the layout in {}", layout_path.display())
+                })?;
+                if l.current().replication_factor != config.rf {
+                    return Err(format!(
+                        "the stored layout uses replication factor {}, the config says {}: \
+                         delete {} on every node to change it",
+                        l.current().replication_factor,
+                        config.rf,
+                        layout_path.display()
+                    ));
+                }
+                l
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => LayoutHistory::new(config.rf),
+            Err(e) => return Err(format!("cannot read {}: {e}", layout_path.display())),
+        };
+        let hostname = std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "unknown".into());
+        let endpoint = Endpoint::new(transport.clone(), "system");
+        let (layout_watch, _) = watch::channel(layout.current().version);
+        let sys = Arc::new(Self {
+            id: transport.local_id(),
+            quorums: Quorums::new(config.rf, &config.consistency),
+            rpc_timeout: config.rpc_timeout,
+            transport,
+            hostname,
+            config,
+            endpoint,
+            layout: RwLock::new(Arc::new(layout)),
+            layout_watch,
+            statuses: RwLock::new(BTreeMap::new()),
+            status_now: Notify::new(),
+        });
+        sys.endpoint.set_handler(sys.clone());
+        Ok(sys)
+    }
+
+    /// Peers saved by a previous run, to reconnect to at start.
+    pub fn saved_peers(metadata_dir: &std::path::Path) -> Vec<(Uuid, SocketAddr)> {
+        let Ok(text) = std::fs::read_to_string(metadata_dir.join(PEER_LIST_FILE)) else {
+            return vec![];
+        };
+        text.lines().filter_map(|l| parse_peer(l).ok()).collect()
+    }
+
+    fn save_peers(&self) {
+        let mut lines: Vec<String> = self
+            .transport
+            .peers()
+            .into_iter()
+            .filter(|p| p.id != self.id)
+            .filter_map(|p| p.addr.map(|a| format!("{}@{}", p.id.to_hex(), a)))
+            .collect();
+        lines.sort();
+        let path = self.config.metadata_dir.join(PEER_LIST_FILE);
+        let text = lines.join("\n");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            if let Err(e) = std::fs::write(&path, text) {
+                tracing::warn!(error = %e, "cannot save the peer list");
+            }
+        }
+    }
+
+    /// The current layout history.
+    pub fn layout(&self) -> Arc<LayoutHistory> {
+        self.layout.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Watches the current layout version.
+    pub fn layout_watch(&self) -> watch::Receiver<u64> {
+        self.layout_watch.subscribe()
+    }
+
+    /// The nodes holding the partition of `hash` in the current layout.
+    pub fn nodes_of(&self, hash: &Hash) -> Vec<Uuid> {
+        self.layout().current().nodes_of(hash)
+    }
+
+    /// Merges a layout history into ours; persists and spreads it if it changed.
+    pub async fn merge_layout(&self, other: &LayoutHistory) -> Result<bool, String> {
+        let new = {
+            let mut guard = self.layout.write().unwrap_or_else(|e| e.into_inner());
+            if other.current().replication_factor != self.config.rf
+                && other.current().version > 0
+            {
+                return Err(format!(
+                    "layout with replication factor {} refused (ours is {})",
+                    other.current().replication_factor,
+                    self.config.rf
+                ));
+            }
+            let mut merged = (**guard).clone();
+            if !merged.merge(other) {
+                return Ok(false);
+            }
+            if let Err(e) = merged.check() {
+                if guard.check().is_ok() {
+                    return Err(format!("refusing an invalid layout: {e}"));
+                }
+            }
+            let merged = Arc::new(merged);
+            *guard = merged.clone();
+            merged
+        };
+        self.persist_layout(&new)?;
+        self.layout_watch.send_replace(new.current().version);
+        tracing::info!(version = new.current().version, "layout updated");
+        self.broadcast_layout(new).await;
+        Ok(true)
+    }
+
+    fn persist_layout(&self, l: &LayoutHistory) -> Result<(), String> {
+        let bytes = l.encode().map_err(|e| e.to_string())?;
+        let path = self.config.metadata_dir.join(LAYOUT_FILE);
+        let tmp = self.config.metadata_dir.join("cluster_layout.tmp");
+        std::fs::write(&tmp, bytes)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    async fn broadcast_layout(&self, l: Arc<LayoutHistory>) {
+        let msg = SystemRpc::AdvertiseLayout((*l).clone());
+        let peers = self.up_peers();
+        let calls = peers.iter().map(|p| self.endpoint.call(*p, &msg, self.rpc_timeout));
+        for r in futures::future::join_all(calls).await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "layout push failed");
+            }
+        }
+    }
+
+    fn up_peers(&self) -> Vec<Uuid> {
+        self.transport
+            .peers()
+            .into_iter()
+            .filter(|p| p.is_up && p.id != self.id)
+            .map(|p| p.id)
+            .collect()
+    }
+
+    fn local_status(&self) -> NodeStatus {
+        NodeStatus {
+            hostname: self.hostname.clone(),
+            replication_factor: self.config.rf,
+            rpc_public_addr: self.config.rpc_public_addr,
+            layout_digest: self.layout().digest(),
+            meta_disk: disk_space(&self.config.metadata_dir),
+        }
+    }
+
+    /// Every node we know of, with its state (ourself included).
+    pub fn known_nodes(&self) -> Vec<KnownNode> {
+        let statuses = self.statuses.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: BTreeMap<Uuid, KnownNode> = BTreeMap::new();
+        for p in self.transport.peers() {
+            out.insert(
+                p.id,
+                KnownNode {
+                    id: p.id,
+                    addr: p.addr,
+                    is_up: p.is_up || p.id == self.id,
+                    last_seen_secs_ago: p.last_seen_secs,
+                    status: statuses.get(&p.id).map(|s| s.0.clone()),
+                },
+            );
+        }
+        for (id, (st, seen)) in statuses.iter() {
+            out.entry(*id).or_insert_with(|| KnownNode {
+                id: *id,
+                addr: st.rpc_public_addr,
+                is_up: false,
+                last_seen_secs_ago: Some(seen.elapsed().as_secs()),
+                status: Some(st.clone()),
+            });
+        }
+        out.insert(
+            self.id,
+            KnownNode {
+                id: self.id,
+                addr: self.config.rpc_public_addr,
+                is_up: true,
+                last_seen_secs_ago: Some(0),
+                status: Some(self.local_status()),
+            },
+        );
+        out.into_values().collect()
+    }
+
+    /// Connects to `<hex id>@<host:port>`.
+    pub async fn connect(&self, peer: &str) -> Result<(), String> {
+        let (id, addr) = parse_peer(peer)?;
+        self.transport
+            .connect(id, addr)
+            .await
+            .map_err(|e| format!("cannot connect to {peer}: {e}"))?;
+        self.status_now.notify_one();
+        Ok(())
+    }
+
+    async fn exchange_status(&self) {
+        let status = self.local_status();
+        let msg = SystemRpc::AdvertiseStatus(status);
+        let peers = self.up_peers();
+        let calls = peers.iter().map(|p| self.endpoint.call(*p, &msg, self.rpc_timeout));
+        futures::future::join_all(calls).await;
+        self.save_peers();
+    }
+
+    async fn handle_status(&self, from: Uuid, st: NodeStatus) -> Result<(), String> {
+        if st.replication_factor != self.config.rf {
+            tracing::error!(
+                peer = ?from,
+                theirs = st.replication_factor,
+                ours = self.config.rf,
+                "peer has a different replication factor"
+            );
+        }
+        let ours = self.layout().digest();
+        let differs = st.layout_digest != ours;
+        self.statuses
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(from, (st, Instant::now()));
+        if differs {
+            match self.endpoint.call(from, &SystemRpc::PullLayout, self.rpc_timeout).await {
+                Ok(SystemRpc::AdvertiseLayout(l)) => {
+                    self.merge_layout(&l).await?;
+                }
+                Ok(_) => return Err("unexpected answer to PullLayout".into()),
+                Err(e) => tracing::debug!(error = %e, "cannot pull layout"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The background worker exchanging status with peers.
+    pub fn status_worker(self: &Arc<Self>) -> StatusExchangeWorker {
+        StatusExchangeWorker {
+            system: self.clone(),
+            first: true,
+        }
+    }
+
+    /// Calls `SystemRpc` on a node (used by the CLI).
+    pub fn endpoint(&self) -> &Endpoint<SystemRpc> {
+        &self.endpoint
+    }
+}
+
+#[async_trait]
+impl Handler<SystemRpc> for System {
+    async fn handle(&self, msg: SystemRpc, from: Uuid) -> Result<SystemRpc, String> {
+        match msg {
+            SystemRpc::Connect(peer) => {
+                self.connect(&peer).await?;
+                Ok(SystemRpc::Ok)
+            }
+            SystemRpc::AdvertiseStatus(st) => {
+                self.handle_status(from, st).await?;
+                Ok(SystemRpc::Ok)
+            }
+            SystemRpc::PullLayout => Ok(SystemRpc::AdvertiseLayout((*self.layout()).clone())),
+            SystemRpc::AdvertiseLayout(l) => {
+                self.merge_layout(&l).await?;
+                Ok(SystemRpc::Ok)
+            }
+            SystemRpc::GetKnownNodes => Ok(SystemRpc::KnownNodes(self.known_nodes())),
+            SystemRpc::Ok | SystemRpc::KnownNodes(_) => Err("unexpected message".into()),
+        }
+    }
+}
+
+/// Sends our status to every peer periodically.
+pub struct StatusExchangeWorker {
+    system: Arc<System>,
+    first: bool,
+}
+
+#[async_trait]
+impl Worker for StatusExchangeWorker {
+    fn name(&self) -> String {
+        "status exchange".into()
+    }
+    async fn work(&mut self, _stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
+        self.system.exchange_status().await;
+        Ok(WorkerState::Idle)
+    }
+    async fn wait_for_work(&mut self) {
+        let d = if self.first {
+            self.first = false;
+            Duration::from_secs(1)
+        } else {
+            STATUS_EXCHANGE_INTERVAL
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(d) => (),
+            _ = self.system.status_now.notified() => (),
+        }
+    }
+}
+
+/// Parses `<64 hex>@<host:port>`.
+pub fn parse_peer(s: &str) -> Result<(Uuid, SocketAddr), String> {
+    let (id, addr) = s
+        .trim()
+        .split_once('@')
+        .ok_or_else(|| format!("`{s}`: expected <node id>@<host>:<port>"))?;
+    let id = Uuid::from_hex(id).ok_or_else(|| format!("`{id}`: not a 64-hex node id"))?;
+    use std::net::ToSocketAddrs;
+    let addr = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("`{addr}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{addr}`: no address"))?;
+    Ok((id, addr))
+}
+
+fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    // statvfs without libc: read it through `df`-like information is not
+    // portable; report None when unavailable.
+    let out = std::process::Command::new("df")
+        .arg("-P")
+        .arg("-B1")
+        .arg(path)
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let line = text.lines().nth(1)?;
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    let total = cols.get(1)?.parse().ok()?;
+    let avail = cols.get(3)?.parse().ok()?;
+    Some((avail, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorums_per_mode() {
+        let q = |rf, m| {
+            let q = Quorums::new(rf, m);
+            (q.write, q.read)
+        };
+        assert_eq!(q(1, "consistent"), (1, 1));
+        assert_eq!(q(2, "consistent"), (2, 1));
+        assert_eq!(q(3, "consistent"), (2, 2));
+        assert_eq!(q(5, "consistent"), (3, 3));
+        assert_eq!(q(3, "degraded"), (2, 1));
+        assert_eq!(q(3, "dangerous"), (1, 1));
+    }
+
+    #[test]
+    fn peers_parse() {
+        let id = Uuid::from_bytes([7; 32]);
+        let (i, a) = parse_peer(&format!("{}@127.0.0.1:3901", id.to_hex())).expect("parse");
+        assert_eq!((i, a.port()), (id, 3901));
+        assert!(parse_peer("nope").is_err());
+        assert!(parse_peer("abcd@127.0.0.1:1").is_err());
+    }
+}

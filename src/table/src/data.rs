@@ -1,0 +1,238 @@
+//! Local storage of one table.
+//!
+//! Entries are stored under `hash(partition key) ‖ sort key`. Every change
+//! happens in one transaction that also records the new value's hash in the
+//! Merkle "todo" tree (for anti-entropy) and runs the schema's `updated`
+//! hook, so derived data (counters) never drifts from the entries.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use garage_db::{Db, Transaction, Tree, TxError};
+use garage_util::crdt::Crdt;
+use garage_util::data::{blake2sum, Hash};
+use garage_util::encode::Migrate;
+
+use crate::error::Error;
+use crate::schema::{Entry, PartitionKey, SortKey, TableSchema};
+
+/// The local part of a table.
+pub struct TableData<F: TableSchema> {
+    /// The schema (hooks, filters).
+    pub schema: Arc<F>,
+    /// The database.
+    pub db: Db,
+    /// Entries.
+    pub store: Tree,
+    /// Keys whose Merkle leaf must be recomputed, with the value's hash.
+    pub merkle_todo: Tree,
+}
+
+/// The storage key of an entry.
+pub fn tree_key(hash: &Hash, sort_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(32 + sort_key.len());
+    k.extend_from_slice(hash.as_slice());
+    k.extend_from_slice(sort_key);
+    k
+}
+
+fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_slice()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Bounds on the sort keys of a range read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SortRange {
+    /// Lower bound.
+    pub lo: Bound<Vec<u8>>,
+    /// Upper bound.
+    pub hi: Bound<Vec<u8>>,
+}
+
+impl SortRange {
+    /// Every key of the partition.
+    pub fn all() -> Self {
+        Self {
+            lo: Bound::Unbounded,
+            hi: Bound::Unbounded,
+        }
+    }
+}
+
+/// The first key after every key starting with `prefix`, if any.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last < 0xff {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
+}
+
+impl<F: TableSchema> TableData<F> {
+    /// Opens the table's trees.
+    pub fn new(schema: Arc<F>, db: Db) -> Result<Arc<Self>, Error> {
+        let store = db.open_tree(&format!("{}:table", F::TABLE_NAME))?;
+        let merkle_todo = db.open_tree(&format!("{}:merkle_todo", F::TABLE_NAME))?;
+        Ok(Arc::new(Self {
+            schema,
+            db,
+            store,
+            merkle_todo,
+        }))
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<F::E, Error> {
+        F::E::decode(bytes).ok_or(Error::Corrupted {
+            table: F::TABLE_NAME,
+        })
+    }
+
+    /// Reads one entry's encoded bytes.
+    pub fn read_entry(&self, hash: &Hash, sort_key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.store.get(&tree_key(hash, sort_key))?)
+    }
+
+    /// Reads one entry.
+    pub fn get(&self, pk: &F::P, sk: &F::S) -> Result<Option<F::E>, Error> {
+        match self.read_entry(&pk.hash(), sk.sort_key())? {
+            Some(b) => Ok(Some(self.decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the entries of one partition whose sort keys are within
+    /// `range`, ascending (or descending when `reverse`), keeping those that
+    /// pass `filter`, at most `limit`.
+    pub fn read_range(
+        &self,
+        hash: &Hash,
+        range: &SortRange,
+        filter: Option<&F::Filter>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<F::E>, Error> {
+        let part_end = prefix_end(hash.as_slice());
+        let full = |b: &Bound<Vec<u8>>, low: bool| -> Bound<Vec<u8>> {
+            match b {
+                Bound::Included(k) => Bound::Included(tree_key(hash, k)),
+                Bound::Excluded(k) => Bound::Excluded(tree_key(hash, k)),
+                Bound::Unbounded if low => Bound::Included(tree_key(hash, &[])),
+                Bound::Unbounded => match &part_end {
+                    Some(pe) => Bound::Excluded(pe.clone()),
+                    None => Bound::Unbounded,
+                },
+            }
+        };
+        let mut lo = full(&range.lo, true);
+        let mut hi = full(&range.hi, false);
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let page = std::cmp::max(limit - out.len(), 16).min(1024);
+            let rows = self
+                .store
+                .range(as_ref(&lo), as_ref(&hi), reverse, Some(page))?;
+            let n = rows.len();
+            for (k, v) in rows.into_iter() {
+                let e = self.decode(&v)?;
+                if filter.map(|f| F::matches_filter(&e, f)).unwrap_or(true) {
+                    out.push(e);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+                if reverse {
+                    hi = Bound::Excluded(k);
+                } else {
+                    lo = Bound::Excluded(k);
+                }
+            }
+            if n < page {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges an incoming entry into the local copy. Returns the new value
+    /// if anything changed.
+    pub fn update_entry(&self, entry: &F::E) -> Result<Option<F::E>, Error> {
+        let key = tree_key(&entry.partition_key().hash(), entry.sort_key().sort_key());
+        let res = self.db.transaction(|tx| {
+            let old = match tx.get(&self.store, &key)? {
+                Some(b) => Some(self.decode(&b).map_err(TxError::Abort)?),
+                None => None,
+            };
+            let new = match &old {
+                Some(o) => {
+                    let mut m = o.clone();
+                    m.merge(entry);
+                    m
+                }
+                None => entry.clone(),
+            };
+            if old.as_ref() == Some(&new) {
+                return Ok(None);
+            }
+            self.store_in_tx(tx, &key, old.as_ref(), &new)?;
+            Ok(Some((old, new)))
+        });
+        match res {
+            Ok(Some((old, new))) => {
+                self.schema.committed(old.as_ref(), &new);
+                Ok(Some(new))
+            }
+            Ok(None) => Ok(None),
+            Err(TxError::Abort(e)) => Err(e),
+            Err(TxError::Db(e)) => Err(e.into()),
+        }
+    }
+
+    /// Writes `new` at `key` inside `tx`: entry, Merkle todo and the hook.
+    pub fn store_in_tx(
+        &self,
+        tx: &mut Transaction<'_>,
+        key: &[u8],
+        old: Option<&F::E>,
+        new: &F::E,
+    ) -> Result<(), TxError<Error>> {
+        let enc = new.encode().map_err(|e| {
+            TxError::Abort(Error::Encode {
+                table: F::TABLE_NAME,
+                message: e.to_string(),
+            })
+        })?;
+        tx.insert(&self.store, key, &enc)?;
+        tx.insert(&self.merkle_todo, key, blake2sum(&enc).as_slice())?;
+        self.schema.updated(tx, old, Some(new))?;
+        Ok(())
+    }
+
+    /// Merges a batch of encoded entries (from a peer).
+    pub fn update_many(&self, entries: &[Vec<u8>]) -> Result<(), Error> {
+        for b in entries {
+            let e = self.decode(b)?;
+            self.update_entry(&e)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_works() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[0x61, 0xff]), Some(vec![0x62]));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+}
