@@ -1,1 +1,17 @@
-//! placeholder
+//! The HTTP APIs of a node.
+//!
+//! Layout:
+//! - [`signature`]: AWS SigV4 verification (and a signer for tools/tests),
+//!   written once and used by every API.
+//! - [`http`]: body types, the JSON error response, body limits.
+//! - [`error`]: [`error::ApiError`], each variant mapped to a status and code.
+//! - `k2v` (feature `k2v`): the K2V router and handlers.
+//! - [`admin`]: the admin API (health).
+
+pub mod admin;
+pub mod error;
+pub mod http;
+#[cfg(feature = "k2v")]
+pub mod k2v;
+pub mod server;
+pub mod signature;

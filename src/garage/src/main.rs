@@ -1,1 +1,60 @@
-fn main() {}
+//! `garage`: the server and the operator CLI of a K2V store compatible with
+//! Garage.
+//!
+//! Layout: [`cli`] holds the clap definitions; [`server`] starts and stops a
+//! node; [`single_node`] is the one-command local node; [`cli_cmds`] runs
+//! the operator verbs over RPC; [`admin`] is the daemon side of the key and
+//! bucket verbs; [`fmt`] prints tables.
+
+mod admin;
+mod cli;
+mod cli_cmds;
+mod config_load;
+mod fmt;
+mod server;
+mod single_node;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() {
+    // A panic anywhere means a bug: abort rather than run half-broken.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let default = if matches!(cli.cmd, Command::Server(_)) {
+            "info,netapp=warn"
+        } else {
+            "warn,netapp=error"
+        };
+        tracing_subscriber::EnvFilter::new(default)
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let res = rt.block_on(async move {
+        match cli.cmd {
+            Command::Server(ref opt) => server::run(&cli, opt).await,
+            _ => cli_cmds::run(cli).await,
+        }
+    });
+    if let Err(e) = res {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -476,7 +476,7 @@ impl Garage {
     pub async fn bucket_k2v_entries(&self, bucket: &Uuid) -> Result<i64> {
         #[cfg(feature = "k2v")]
         {
-            let nodes = self.system.layout().current().storage_nodes();
+            let nodes = self.system.layout().current().storage_nodes().to_vec();
             let entries = self
                 .k2v
                 .counter_table

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use netapp::endpoint::{Endpoint as NaEndpoint, EndpointHandler};
 use netapp::message::Message;
 use netapp::peering::fullmesh::FullMeshPeeringStrategy;
-use netapp::{NetApp, NetworkKey, NodeID, NodeKey};
+use netapp::{NetApp, NetworkKey, NodeID};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -19,6 +19,7 @@ use garage_util::data::Uuid;
 
 use crate::error::RpcError;
 use crate::net::{HandlerRegistry, PeerState, Transport};
+use crate::node_key::NodeSecret;
 
 /// Version tag of our protocol, checked at handshake.
 const APP_VERSION_TAG: u64 = 0x6b32_7673_0001_0000;
@@ -68,18 +69,18 @@ impl EndpointHandler<Envelope> for Dispatcher {
 
 /// Builds the 32-byte network key from the shared secret.
 pub fn network_key(secret: &[u8; 32]) -> NetworkKey {
-    NetworkKey::from_slice(secret).unwrap_or_else(|| NetworkKey([0u8; 32]))
+    sodiumoxide::crypto::auth::Key(*secret)
 }
 
 impl NetappTransport {
     /// A node that will listen and peer with `bootstrap` nodes.
     pub fn new_node(
         secret: &[u8; 32],
-        key: NodeKey,
+        key: &NodeSecret,
         bootstrap: Vec<(Uuid, SocketAddr)>,
         public_addr: Option<SocketAddr>,
     ) -> Arc<Self> {
-        let netapp = NetApp::new(APP_VERSION_TAG, network_key(secret), key);
+        let netapp = NetApp::new(APP_VERSION_TAG, network_key(secret), key.0.clone());
         let bootstrap = bootstrap
             .into_iter()
             .filter_map(|(id, a)| to_node_id(&id).map(|n| (n, a)))

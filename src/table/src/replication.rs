@@ -43,7 +43,7 @@ impl TableReplication for TableShardedReplication {
         self.system.quorums.read
     }
     fn write_sets(&self, hash: &Hash) -> Vec<Vec<Uuid>> {
-        vec![self.system.nodes_of(hash)]
+        self.system.layout().write_sets_of(hash)
     }
     fn write_quorum(&self) -> usize {
         self.system.quorums.write
@@ -61,7 +61,7 @@ pub struct TableFullReplication {
 
 impl TableFullReplication {
     fn all_nodes(&self) -> Vec<Uuid> {
-        let mut nodes = self.system.layout().current().all_nodes();
+        let mut nodes = self.system.layout().current().all_nodes().to_vec();
         if !nodes.contains(&self.system.id) {
             nodes.push(self.system.id);
         }

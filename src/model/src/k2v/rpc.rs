@@ -17,7 +17,7 @@ use garage_db::{Db, Tree, TxError};
 use garage_rpc::quorum::call_preferred;
 use garage_rpc::system::System;
 use garage_rpc::{Endpoint, Handler, RpcError, RpcMessage};
-use garage_table::{PartitionKey, SortRange, Table, TableShardedReplication};
+use garage_table::{SortRange, Table, TableSchema, TableShardedReplication};
 use garage_util::crdt::Crdt;
 use garage_util::data::Uuid;
 use garage_util::encode::Migrate;

@@ -1,0 +1,124 @@
+//! API errors and their HTTP mapping.
+
+use hyper::StatusCode;
+
+use crate::signature::SigError;
+
+/// Everything an API handler can answer with instead of success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Signature problems (403 or 400 per kind).
+    #[error(transparent)]
+    Signature(#[from] SigError),
+    /// No or unusable credentials, or missing permission.
+    #[error("Forbidden: {0}")]
+    Forbidden(String),
+    /// The bucket does not exist.
+    #[error("Bucket not found: {0}")]
+    NoSuchBucket(String),
+    /// The item does not exist.
+    #[error("Key not found")]
+    NoSuchKey,
+    /// Malformed request.
+    #[error("Bad request: {0}")]
+    BadRequest(String),
+    /// A causality token failed to parse.
+    #[error("Invalid causality token")]
+    InvalidCausalityToken,
+    /// The body is larger than allowed.
+    #[error("Request body too large (limit {limit} bytes)")]
+    PayloadTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The Accept header allows no type we produce.
+    #[error("Not acceptable: {0}")]
+    NotAcceptable(String),
+    /// Unknown endpoint or method.
+    #[error("Method not allowed: {0}")]
+    MethodNotAllowed(String),
+    /// A quorum could not be reached.
+    #[error("Service unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Signature(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN)
+            }
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NoSuchBucket(_) | Self::NoSuchKey => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) | Self::InvalidCausalityToken => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The short code of the JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Signature(e) => e.code(),
+            Self::Forbidden(_) => "AccessDenied",
+            Self::NoSuchBucket(_) => "NoSuchBucket",
+            Self::NoSuchKey => "NoSuchKey",
+            Self::BadRequest(_) => "InvalidRequest",
+            Self::InvalidCausalityToken => "CausalityToken",
+            Self::PayloadTooLarge { .. } => "EntityTooLarge",
+            Self::NotAcceptable(_) => "NotAcceptable",
+            Self::MethodNotAllowed(_) => "MethodNotAllowed",
+            Self::Unavailable(_) => "ServiceUnavailable",
+            Self::Internal(_) => "InternalError",
+        }
+    }
+}
+
+impl From<garage_rpc::RpcError> for ApiError {
+    fn from(e: garage_rpc::RpcError) -> Self {
+        if e.is_unavailable() {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<garage_table::Error> for ApiError {
+    fn from(e: garage_table::Error) -> Self {
+        match e {
+            garage_table::Error::Rpc(r) => r.into(),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<garage_model::helper::HelperError> for ApiError {
+    fn from(e: garage_model::helper::HelperError) -> Self {
+        match e {
+            garage_model::helper::HelperError::Table(t) => t.into(),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(feature = "k2v")]
+impl From<garage_model::k2v::rpc::K2VError> for ApiError {
+    fn from(e: garage_model::k2v::rpc::K2VError) -> Self {
+        use garage_model::k2v::rpc::K2VError;
+        match e {
+            K2VError::InvalidCausalityToken => Self::InvalidCausalityToken,
+            K2VError::InvalidSeenMarker => Self::BadRequest("invalid seen marker".into()),
+            K2VError::Table(t) => t.into(),
+            K2VError::Rpc(r) => r.into(),
+            K2VError::Db(d) => Self::Internal(d.to_string()),
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Batch endpoints: InsertBatch, ReadBatch, DeleteBatch.
+
+use base64::prelude::{Engine as _, BASE64_STANDARD};
+use hyper::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use garage_model::k2v::causality::CausalContext;
+use garage_model::k2v::item::{DvvsValue, K2VItem, K2VItemPartition};
+use garage_model::k2v::item_table::ItemFilter;
+use garage_model::k2v::rpc::InsertedItem;
+use garage_table::SortRange;
+
+use super::item::values_json;
+use super::range::range_bounds;
+use super::ReqCtx;
+use crate::error::ApiError;
+use crate::http::{empty, json, ResBody};
+
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InsertBatchItem {
+    pk: String,
+    sk: String,
+    #[serde(default)]
+    ct: Option<String>,
+    #[serde(default)]
+    v: Option<String>,
+}
+
+/// InsertBatch: everything is checked before anything is written.
+pub async fn handle_insert_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiError> {
+    let items: Vec<InsertBatchItem> = parse_body(&ctx.body)?;
+    let mut ops = Vec::with_capacity(items.len());
+    for it in items {
+        if let Some(ct) = &it.ct {
+            CausalContext::parse(ct).map_err(|_| ApiError::InvalidCausalityToken)?;
+        }
+        let value = match it.v {
+            Some(v) => DvvsValue::Value(
+                BASE64_STANDARD
+                    .decode(v.as_bytes())
+                    .map_err(|_| ApiError::BadRequest(format!("invalid base64 value for {}", it.sk)))?,
+            ),
+            None => DvvsValue::Deleted,
+        };
+        if it.sk.is_empty() {
+            return Err(ApiError::BadRequest("empty sort key in batch".into()));
+        }
+        ops.push(InsertedItem {
+            partition: K2VItemPartition {
+                bucket_id: ctx.bucket_id,
+                partition_key: it.pk,
+            },
+            sort_key: it.sk,
+            causal_context: it.ct,
+            value,
+        });
+    }
+    if !ops.is_empty() {
+        ctx.garage.k2v.rpc.insert_many(ops).await?;
+    }
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReadBatchQuery {
+    partition_key: String,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    reverse: bool,
+    #[serde(default)]
+    single_item: bool,
+    #[serde(default)]
+    conflicts_only: bool,
+    #[serde(default)]
+    tombstones: bool,
+}
+
+/// One item in a ReadBatch or PollRange answer.
+#[derive(Debug, Serialize)]
+pub struct ReadBatchItem {
+    sk: String,
+    ct: String,
+    v: Vec<Option<String>>,
+}
+
+impl ReadBatchItem {
+    /// The answer form of an item.
+    pub fn of(i: &K2VItem) -> Self {
+        Self {
+            sk: i.sort_key.clone(),
+            ct: i.causal_context().serialize(),
+            v: values_json(i),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadBatchResponse {
+    #[serde(flatten)]
+    query: ReadBatchQuery,
+    items: Vec<ReadBatchItem>,
+    more: bool,
+    next_start: Option<String>,
+}
+
+/// Reads a range with limit and returns (items, more, next_start).
+async fn read_range_limited(
+    ctx: &ReqCtx,
+    partition: &K2VItemPartition,
+    range: SortRange,
+    filter: ItemFilter,
+    limit: Option<u64>,
+    reverse: bool,
+) -> Result<(Vec<K2VItem>, bool, Option<String>), ApiError> {
+    let fetch = match limit {
+        Some(l) => usize::try_from(l).unwrap_or(usize::MAX).saturating_add(1),
+        None => usize::MAX,
+    };
+    let mut items = ctx
+        .garage
+        .k2v
+        .rpc
+        .read_range(partition, range, filter, fetch, reverse)
+        .await?;
+    match limit {
+        Some(l) if items.len() as u64 > l => {
+            let next = items[l as usize].sort_key.clone();
+            items.truncate(l as usize);
+            Ok((items, true, Some(next)))
+        }
+        _ => Ok((items, false, None)),
+    }
+}
+
+async fn read_one(ctx: &ReqCtx, q: &ReadBatchQuery) -> Result<ReadBatchResponse, ApiError> {
+    let partition = K2VItemPartition {
+        bucket_id: ctx.bucket_id,
+        partition_key: q.partition_key.clone(),
+    };
+    let filter = ItemFilter {
+        exclude_only_tombstones: !q.tombstones,
+        conflicts_only: q.conflicts_only,
+    };
+    if q.single_item {
+        if q.prefix.is_some() || q.end.is_some() || q.limit.is_some() || q.reverse {
+            return Err(ApiError::BadRequest(
+                "singleItem cannot be combined with prefix, end, limit or reverse".into(),
+            ));
+        }
+        let sk = q
+            .start
+            .clone()
+            .ok_or_else(|| ApiError::BadRequest("singleItem needs start".into()))?;
+        let item = ctx.garage.k2v.rpc.read_item(&partition, &sk).await?;
+        let items = item
+            .filter(|i| !i.values().is_empty())
+            .filter(|i| {
+                (q.tombstones || !i.is_tombstone())
+                    && (!q.conflicts_only || i.values().len() > 1)
+            })
+            .map(|i| vec![ReadBatchItem::of(&i)])
+            .unwrap_or_default();
+        return Ok(ReadBatchResponse {
+            query: q.clone(),
+            items,
+            more: false,
+            next_start: None,
+        });
+    }
+    let range = range_bounds(
+        q.prefix.as_deref(),
+        q.start.as_deref(),
+        q.end.as_deref(),
+        q.reverse,
+    )?;
+    let (items, more, next_start) =
+        read_range_limited(ctx, &partition, range, filter, q.limit, q.reverse).await?;
+    Ok(ReadBatchResponse {
+        query: q.clone(),
+        items: items.iter().map(ReadBatchItem::of).collect(),
+        more,
+        next_start,
+    })
+}
+
+/// ReadBatch.
+pub async fn handle_read_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiError> {
+    let queries: Vec<ReadBatchQuery> = parse_body(&ctx.body)?;
+    let mut out = Vec::with_capacity(queries.len());
+    for q in queries.iter() {
+        out.push(read_one(&ctx, q).await?);
+    }
+    json(StatusCode::OK, &out)
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DeleteBatchQuery {
+    partition_key: String,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    start: Option<String>,
+    #[serde(default)]
+    end: Option<String>,
+    #[serde(default)]
+    single_item: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteBatchResponse {
+    #[serde(flatten)]
+    query: DeleteBatchQuery,
+    deleted_items: u64,
+}
+
+fn tombstone_for(i: &K2VItem) -> InsertedItem {
+    InsertedItem {
+        partition: i.partition.clone(),
+        sort_key: i.sort_key.clone(),
+        causal_context: Some(i.causal_context().serialize()),
+        value: DvvsValue::Deleted,
+    }
+}
+
+async fn delete_one(ctx: &ReqCtx, q: &DeleteBatchQuery) -> Result<u64, ApiError> {
+    let partition = K2VItemPartition {
+        bucket_id: ctx.bucket_id,
+        partition_key: q.partition_key.clone(),
+    };
+    if q.single_item {
+        if q.prefix.is_some() || q.end.is_some() {
+            return Err(ApiError::BadRequest(
+                "singleItem cannot be combined with prefix or end".into(),
+            ));
+        }
+        let sk = q
+            .start
+            .clone()
+            .ok_or_else(|| ApiError::BadRequest("singleItem needs start".into()))?;
+        return match ctx.garage.k2v.rpc.read_item(&partition, &sk).await? {
+            Some(i) if !i.is_tombstone() => {
+                ctx.garage.k2v.rpc.insert_many(vec![tombstone_for(&i)]).await?;
+                Ok(1)
+            }
+            _ => Ok(0),
+        };
+    }
+    let mut range = range_bounds(q.prefix.as_deref(), q.start.as_deref(), q.end.as_deref(), false)?;
+    let filter = ItemFilter {
+        exclude_only_tombstones: true,
+        conflicts_only: false,
+    };
+    let mut deleted = 0u64;
+    const PAGE: usize = 1000;
+    loop {
+        let items = ctx
+            .garage
+            .k2v
+            .rpc
+            .read_range(&partition, range.clone(), filter.clone(), PAGE, false)
+            .await?;
+        let n = items.len();
+        let Some(last) = items.last().map(|i| i.sort_key.clone()) else {
+            break;
+        };
+        let ops: Vec<InsertedItem> = items.iter().map(tombstone_for).collect();
+        deleted += ops.len() as u64;
+        ctx.garage.k2v.rpc.insert_many(ops).await?;
+        if n < PAGE {
+            break;
+        }
+        range.lo = std::ops::Bound::Excluded(last.into_bytes());
+    }
+    Ok(deleted)
+}
+
+/// DeleteBatch: tombstones with each item's context (concurrent writes survive).
+pub async fn handle_delete_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiError> {
+    let queries: Vec<DeleteBatchQuery> = parse_body(&ctx.body)?;
+    for q in queries.iter() {
+        if q.single_item && (q.prefix.is_some() || q.end.is_some() || q.start.is_none()) {
+            return Err(ApiError::BadRequest(
+                "singleItem needs start and no prefix or end".into(),
+            ));
+        }
+        range_bounds(q.prefix.as_deref(), q.start.as_deref(), q.end.as_deref(), false)?;
+    }
+    let mut out = Vec::with_capacity(queries.len());
+    for q in queries {
+        let deleted_items = delete_one(&ctx, &q).await?;
+        out.push(DeleteBatchResponse {
+            query: q,
+            deleted_items,
+        });
+    }
+    json(StatusCode::OK, &out)
+}

@@ -1,0 +1,234 @@
+//! Single-item endpoints: ReadItem, PollItem, InsertItem, DeleteItem.
+
+use std::time::Duration;
+
+use base64::prelude::{Engine as _, BASE64_STANDARD};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use garage_model::k2v::causality::CausalContext;
+use garage_model::k2v::item::{DvvsValue, K2VItem, K2VItemPartition};
+use garage_model::k2v::rpc::InsertedItem;
+
+use super::ReqCtx;
+use crate::error::ApiError;
+use crate::http::{empty, ResBody};
+
+/// The header carrying causality tokens.
+pub const CAUSALITY_TOKEN_HEADER: &str = "x-garage-causality-token";
+
+/// Default and maximum PollItem / PollRange timeouts (seconds).
+pub const DEFAULT_POLL_TIMEOUT: u64 = 300;
+/// Largest accepted poll timeout (seconds).
+pub const MAX_POLL_TIMEOUT: u64 = 600;
+
+/// Which formats the client accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepts {
+    /// `application/json`.
+    pub json: bool,
+    /// `application/octet-stream`.
+    pub binary: bool,
+}
+
+/// Parses the Accept header: comma-separated, trimmed, parameters ignored,
+/// `*/*` = both; no header = JSON.
+pub fn parse_accept(headers: &hyper::HeaderMap) -> Accepts {
+    let values: Vec<&HeaderValue> = headers.get_all(ACCEPT).iter().collect();
+    if values.is_empty() {
+        return Accepts {
+            json: true,
+            binary: false,
+        };
+    }
+    let mut a = Accepts {
+        json: false,
+        binary: false,
+    };
+    for v in values {
+        for t in v.to_str().unwrap_or("").split(',') {
+            let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            match t.as_str() {
+                "application/json" => a.json = true,
+                "application/octet-stream" => a.binary = true,
+                "*/*" => {
+                    a.json = true;
+                    a.binary = true
+                }
+                _ => (),
+            }
+        }
+    }
+    a
+}
+
+/// Values as JSON: standard base64, `null` for a tombstone.
+pub fn values_json(item: &K2VItem) -> Vec<Option<String>> {
+    item.values()
+        .into_iter()
+        .map(|v| match v {
+            DvvsValue::Value(b) => Some(BASE64_STANDARD.encode(b)),
+            DvvsValue::Deleted => None,
+        })
+        .collect()
+}
+
+fn token_header(r: &mut Response<ResBody>, item: &K2VItem) -> Result<(), ApiError> {
+    let ct = item.causal_context().serialize();
+    let hv = HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?;
+    r.headers_mut().insert(CAUSALITY_TOKEN_HEADER, hv);
+    Ok(())
+}
+
+/// Formats an item as ReadItem answers it.
+pub fn item_response(item: &K2VItem, accept: Accepts) -> Result<Response<ResBody>, ApiError> {
+    let values = item.values();
+    let mut r = match (accept.json, accept.binary) {
+        (false, false) => {
+            return Err(ApiError::NotAcceptable(
+                "accept application/json or application/octet-stream".into(),
+            ))
+        }
+        (_, true) if values.len() == 1 => match values[0] {
+            DvvsValue::Value(b) => {
+                let mut r = Response::new(Full::new(Bytes::from(b.clone())));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                r
+            }
+            DvvsValue::Deleted => empty(StatusCode::NO_CONTENT),
+        },
+        (false, true) => empty(StatusCode::CONFLICT),
+        (true, _) => crate::http::json(StatusCode::OK, &values_json(item))?,
+    };
+    token_header(&mut r, item)?;
+    Ok(r)
+}
+
+fn partition(ctx: &ReqCtx, partition_key: String) -> K2VItemPartition {
+    K2VItemPartition {
+        bucket_id: ctx.bucket_id,
+        partition_key,
+    }
+}
+
+fn token_from_header(ctx: &ReqCtx) -> Result<Option<String>, ApiError> {
+    match ctx.headers.get(CAUSALITY_TOKEN_HEADER) {
+        None => Ok(None),
+        Some(v) => {
+            let s = v.to_str().map_err(|_| ApiError::InvalidCausalityToken)?;
+            CausalContext::parse(s).map_err(|_| ApiError::InvalidCausalityToken)?;
+            Ok(Some(s.to_string()))
+        }
+    }
+}
+
+/// ReadItem.
+pub async fn handle_read_item(
+    ctx: ReqCtx,
+    partition_key: String,
+    sort_key: String,
+) -> Result<Response<ResBody>, ApiError> {
+    let accept = parse_accept(&ctx.headers);
+    let p = partition(&ctx, partition_key);
+    let item = ctx.garage.k2v.rpc.read_item(&p, &sort_key).await?;
+    match item {
+        Some(i) if !i.values().is_empty() => item_response(&i, accept),
+        _ => Err(ApiError::NoSuchKey),
+    }
+}
+
+/// PollItem.
+pub async fn handle_poll_item(
+    ctx: ReqCtx,
+    partition_key: String,
+    sort_key: String,
+    causality_token: String,
+    timeout: Option<u64>,
+) -> Result<Response<ResBody>, ApiError> {
+    let accept = parse_accept(&ctx.headers);
+    if !accept.json && !accept.binary {
+        return Err(ApiError::NotAcceptable(
+            "accept application/json or application/octet-stream".into(),
+        ));
+    }
+    CausalContext::parse(&causality_token).map_err(|_| ApiError::InvalidCausalityToken)?;
+    let timeout = timeout.unwrap_or(DEFAULT_POLL_TIMEOUT).min(MAX_POLL_TIMEOUT);
+    let p = partition(&ctx, partition_key);
+    let item = ctx
+        .garage
+        .k2v
+        .rpc
+        .poll_item(p, sort_key, causality_token, Duration::from_secs(timeout))
+        .await?;
+    match item {
+        Some(i) => item_response(&i, accept),
+        None => Ok(empty(StatusCode::NOT_MODIFIED)),
+    }
+}
+
+/// InsertItem.
+pub async fn handle_insert_item(
+    ctx: ReqCtx,
+    partition_key: String,
+    sort_key: String,
+) -> Result<Response<ResBody>, ApiError> {
+    let causal_context = token_from_header(&ctx)?;
+    let value = DvvsValue::Value(ctx.body.to_vec());
+    let it = InsertedItem {
+        partition: partition(&ctx, partition_key),
+        sort_key,
+        causal_context,
+        value,
+    };
+    ctx.garage.k2v.rpc.insert_many(vec![it]).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// DeleteItem (the causality token is mandatory).
+pub async fn handle_delete_item(
+    ctx: ReqCtx,
+    partition_key: String,
+    sort_key: String,
+) -> Result<Response<ResBody>, ApiError> {
+    let causal_context = token_from_header(&ctx)?.ok_or_else(|| {
+        ApiError::BadRequest("DeleteItem needs the X-Garage-Causality-Token header".into())
+    })?;
+    let it = InsertedItem {
+        partition: partition(&ctx, partition_key),
+        sort_key,
+        causal_context: Some(causal_context),
+        value: DvvsValue::Deleted,
+    };
+    ctx.garage.k2v.rpc.insert_many(vec![it]).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acc(v: Option<&str>) -> Accepts {
+        let mut h = hyper::HeaderMap::new();
+        if let Some(v) = v {
+            h.insert(ACCEPT, HeaderValue::from_str(v).expect("hv"));
+        }
+        parse_accept(&h)
+    }
+
+    #[test]
+    fn accept_header() {
+        let j = |json, binary| Accepts { json, binary };
+        assert_eq!(acc(None), j(true, false));
+        assert_eq!(acc(Some("application/json")), j(true, false));
+        assert_eq!(acc(Some("application/octet-stream")), j(false, true));
+        assert_eq!(acc(Some("application/octet-stream, application/json")), j(true, true));
+        assert_eq!(acc(Some("*/*")), j(true, true));
+        assert_eq!(acc(Some("text/plain")), j(false, false));
+        assert_eq!(acc(Some("application/json;q=0.9 , text/html")), j(true, false));
+    }
+}

@@ -1,0 +1,264 @@
+//! `garage server`: start-up and teardown of a node, in order.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use garage_db::{Db, Engine, OpenOptions};
+use garage_model::garage::Garage;
+use garage_rpc::netapp_transport::NetappTransport;
+use garage_rpc::system::{parse_peer, System, SystemConfig};
+use garage_util::background::BackgroundRunner;
+use garage_util::config::Config;
+use garage_util::rng::Rng;
+use garage_util::time::Clock;
+
+use crate::admin::AdminRpcHandler;
+use crate::cli::{Cli, ServerOpt};
+use crate::config_load;
+
+/// Chooses the engine from `db_engine`; engines Garage has and we do not
+/// fall back to the default with a log line.
+fn engine_of(cfg: &Config) -> Result<Engine> {
+    match cfg.db_engine.as_str() {
+        "lmdb" | "sqlite" => {
+            tracing::warn!(
+                engine = %cfg.db_engine,
+                "this engine is not built in; using redb instead (a new, empty database)"
+            );
+            Ok(Engine::Redb)
+        }
+        other => other
+            .parse::<Engine>()
+            .map_err(|e| anyhow!("invalid db_engine `{other}`: {e}")),
+    }
+}
+
+/// Resolves a bind address like `[::]:3901` or `127.0.0.1:3904`.
+fn bind_addr(s: &str, key: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .with_context(|| format!("invalid {key} `{s}`"))?
+        .next()
+        .ok_or_else(|| anyhow!("invalid {key} `{s}`: no address"))
+}
+
+/// Everything a running node holds, for the single-node set-up and tests.
+pub struct RunningNode {
+    /// The node's state.
+    pub garage: Arc<Garage>,
+    stop_tx: watch::Sender<bool>,
+    bg: Arc<BackgroundRunner>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts a node from its config; it runs until `shutdown` is called.
+pub async fn start(cfg: Config) -> Result<RunningNode> {
+    // 1. Storage directory, identity and database.
+    std::fs::create_dir_all(&cfg.metadata_dir)
+        .with_context(|| format!("cannot create {}", cfg.metadata_dir.display()))?;
+    let key = garage_rpc::node_key::read_or_create(&cfg.metadata_dir)?;
+    let engine = engine_of(&cfg)?;
+    let db_path: PathBuf = cfg.metadata_dir.join("db");
+    let db = Db::open(&OpenOptions {
+        engine,
+        path: db_path,
+        fsync: cfg.metadata_fsync,
+    })
+    .map_err(|e| anyhow!("cannot open the metadata database: {e}"))?;
+    tracing::info!(engine = db.engine(), fsync = cfg.metadata_fsync, "database open");
+
+    // 2. Peer-to-peer transport and membership.
+    let secret = cfg.rpc_secret_bytes()?;
+    let mut bootstrap = vec![];
+    for p in cfg.bootstrap_peers.iter() {
+        bootstrap.push(parse_peer(p).map_err(|e| anyhow!("invalid bootstrap_peers entry: {e}"))?);
+    }
+    bootstrap.extend(System::saved_peers(&cfg.metadata_dir));
+    let public_addr = match &cfg.rpc_public_addr {
+        Some(a) => Some(bind_addr(a, "rpc_public_addr")?),
+        None => None,
+    };
+    let transport = NetappTransport::new_node(&secret, &key, bootstrap, public_addr);
+    let system = System::new(
+        transport.clone(),
+        SystemConfig {
+            metadata_dir: cfg.metadata_dir.clone(),
+            rf: cfg.rf(),
+            consistency: cfg.consistency().to_string(),
+            rpc_timeout: Duration::from_millis(cfg.rpc_timeout_msec),
+            rpc_public_addr: public_addr,
+        },
+    )
+    .map_err(|e| anyhow!(e))?;
+    tracing::info!(node = %system.id.to_hex(), "node identity");
+
+    // 3. Tables and the admin RPC.
+    let garage = Garage::new(cfg.clone(), db, system.clone(), Clock::system(), Rng::from_os())?;
+    AdminRpcHandler::register(garage.clone());
+
+    // 4. Listeners: bind everything before serving, so a busy port is a clear error.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let rpc_bind = cfg.rpc_bind_addr;
+    std::net::TcpListener::bind(rpc_bind)
+        .with_context(|| format!("cannot listen for RPC on {rpc_bind}"))?;
+    let k2v_listener = match &cfg.k2v_api {
+        Some(k) => {
+            let a = bind_addr(&k.api_bind_addr, "k2v_api.api_bind_addr")?;
+            Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen for the K2V API on {a}"))?,
+            )
+        }
+        None => None,
+    };
+    let admin_listener = match &cfg.admin.api_bind_addr {
+        Some(s) => {
+            let a = bind_addr(s, "admin.api_bind_addr")?;
+            Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen for the admin API on {a}"))?,
+            )
+        }
+        None => None,
+    };
+    if cfg.s3_api.api_bind_addr.is_some() {
+        tracing::info!("[s3_api] api_bind_addr is set but this node serves no S3 API");
+    }
+
+    // 5. Background workers.
+    let bg = BackgroundRunner::new(stop_rx.clone());
+    garage.spawn_workers(&bg);
+
+    // 6. Serve.
+    let mut tasks = vec![];
+    let t = transport.clone();
+    let rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = t.run(rpc_bind, public_addr.map(|a| a.ip()), rx).await {
+            tracing::error!(error = %e, "RPC listener failed");
+        }
+    }));
+    tracing::info!(addr = %rpc_bind, "RPC listening");
+    if let Some(l) = k2v_listener {
+        tracing::info!(addr = %l.local_addr()?, "K2V API listening");
+        tasks.push(spawn_k2v(garage.clone(), &cfg, l, stop_rx.clone())?);
+    }
+    if let Some(l) = admin_listener {
+        tracing::info!(addr = %l.local_addr()?, "admin API listening");
+        let g = garage.clone();
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            garage_api::server::run(l, rx, move |req| {
+                let g = g.clone();
+                async move { garage_api::admin::handle(g, req).await }
+            })
+            .await
+        }));
+    }
+    Ok(RunningNode {
+        garage,
+        stop_tx,
+        bg,
+        tasks,
+    })
+}
+
+#[cfg(feature = "k2v")]
+fn spawn_k2v(
+    garage: Arc<Garage>,
+    cfg: &Config,
+    l: TcpListener,
+    rx: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let k2v_cfg = cfg
+        .k2v_api
+        .as_ref()
+        .ok_or_else(|| anyhow!("no [k2v_api] section"))?;
+    let server = garage_api::k2v::K2VApiServer::new(
+        garage,
+        cfg.s3_api.s3_region.clone(),
+        k2v_cfg.max_body_size,
+    );
+    Ok(tokio::spawn(async move {
+        garage_api::server::run(l, rx, move |req| server.clone().handle(req)).await
+    }))
+}
+
+#[cfg(not(feature = "k2v"))]
+fn spawn_k2v(
+    _garage: Arc<Garage>,
+    _cfg: &Config,
+    _l: TcpListener,
+    _rx: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    tracing::error!("[k2v_api] is configured but this binary was built without the k2v feature");
+    Ok(tokio::spawn(async {}))
+}
+
+impl RunningNode {
+    /// Stops every listener and worker.
+    pub async fn shutdown(self) {
+        let _ = self.stop_tx.send(true);
+        self.bg.join(Duration::from_secs(8)).await;
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(8), t).await;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut i), Ok(mut t)) => {
+                tokio::select! {
+                    _ = i.recv() => (),
+                    _ = t.recv() => (),
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_signal_pub() {
+    wait_for_signal().await
+}
+
+/// `garage server [--single-node]`.
+pub async fn run(cli: &Cli, opt: &ServerOpt) -> Result<()> {
+    if opt.single_node {
+        return crate::single_node::run(cli).await;
+    }
+    let path = config_load::config_path(cli, std::path::Path::new(config_load::DEFAULT_CONFIG));
+    let cfg = config_load::load(cli, &path)?;
+    let node = start(cfg).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Fails unless the config can run a node (used by `single_node`).
+pub fn check_runnable(cfg: &Config) -> Result<()> {
+    if cfg.k2v_api.is_none() {
+        bail!("the config has no [k2v_api] section: the single-node mode needs the K2V API");
+    }
+    Ok(())
+}
