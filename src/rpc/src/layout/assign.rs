@@ -98,7 +98,7 @@ fn prepare(
         });
     }
     let mut sorted: Vec<&(Uuid, NodeRole)> = roles.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort_by_key(|a| a.0);
     sorted.dedup_by(|a, b| a.0 == b.0);
 
     let mut storage = vec![];
@@ -352,7 +352,11 @@ pub fn compute_assignment(
     }
     if ring.len() != partitions * rf {
         return Err(LayoutError::CheckFailed {
-            reason: format!("ring has {} entries, expected {}", ring.len(), partitions * rf),
+            reason: format!(
+                "ring has {} entries, expected {}",
+                ring.len(),
+                partitions * rf
+            ),
         });
     }
 
@@ -446,7 +450,7 @@ pub fn verify_assignment(
                     (storage nodes sorted, then gateways sorted)"
             .into());
     }
-    if ring.len() != partitions * rf {
+    if Some(ring.len()) != partitions.checked_mul(rf) {
         return Err(format!(
             "ring has {} entries, expected {} ({partitions} partitions × rf {rf})",
             ring.len(),
@@ -598,7 +602,10 @@ mod tests {
         let two = vec![(id(1), role("A", Some(10))), (id(2), role("B", Some(10)))];
         assert!(matches!(
             compute_assignment(256, 3, ZoneRedundancy::Maximum, &two, None),
-            Err(LayoutError::NotEnoughStorageNodes { storage_nodes: 2, replication_factor: 3 })
+            Err(LayoutError::NotEnoughStorageNodes {
+                storage_nodes: 2,
+                replication_factor: 3
+            })
         ));
         assert!(matches!(
             compute_assignment(256, 2, ZoneRedundancy::AtLeast(3), &two, None),
@@ -611,7 +618,10 @@ mod tests {
         let same_zone = vec![(id(1), role("A", Some(10))), (id(2), role("A", Some(10)))];
         assert!(matches!(
             compute_assignment(256, 2, ZoneRedundancy::AtLeast(2), &same_zone, None),
-            Err(LayoutError::NotEnoughZones { zones: 1, zone_redundancy: 2 })
+            Err(LayoutError::NotEnoughZones {
+                zones: 1,
+                zone_redundancy: 2
+            })
         ));
         let zero = vec![(id(1), role("A", Some(0))), (id(2), role("A", Some(10)))];
         assert!(matches!(
@@ -632,7 +642,10 @@ mod tests {
             .collect();
         assert!(matches!(
             compute_assignment(256, 3, ZoneRedundancy::Maximum, &many, None),
-            Err(LayoutError::TooManyStorageNodes { storage_nodes: 257, max: 256 })
+            Err(LayoutError::TooManyStorageNodes {
+                storage_nodes: 257,
+                max: 256
+            })
         ));
         assert!(matches!(
             compute_assignment(256, 0, ZoneRedundancy::Maximum, &two, None),

@@ -111,7 +111,9 @@ pub(crate) fn assignment_message(
     let mut msg = vec![
         "==== COMPUTATION OF A NEW PARTITION ASSIGNATION ====".to_string(),
         String::new(),
-        format!("Partitions are replicated {rf} times on at least {zone_redundancy} distinct zones."),
+        format!(
+            "Partitions are replicated {rf} times on at least {zone_redundancy} distinct zones."
+        ),
         String::new(),
     ];
     match old_partition_size {
@@ -133,7 +135,10 @@ pub(crate) fn assignment_message(
         );
     }
     let used = size.saturating_mul((NB_PARTITIONS * rf) as u64);
-    let total = stats.node_capacity.iter().fold(0u64, |a, &c| a.saturating_add(c));
+    let total = stats
+        .node_capacity
+        .iter()
+        .fold(0u64, |a, &c| a.saturating_add(c));
     let percent = pct(used, total);
     msg.push(format!(
         "Usable capacity / total cluster capacity:   {} / {} ({:.1} %)",
@@ -169,7 +174,9 @@ pub(crate) fn assignment_message(
 
     let mut table = vec![];
     for (z, zone) in stats.zones.iter().enumerate() {
-        table.push(format!("{zone}\tTags\tPartitions\tCapacity\tUsable capacity"));
+        table.push(format!(
+            "{zone}\tTags\tPartitions\tCapacity\tUsable capacity"
+        ));
         let nodes: Vec<usize> = (0..stats.node_zone.len())
             .filter(|&n| stats.node_zone[n] == z)
             .collect();
@@ -182,7 +189,10 @@ pub(crate) fn assignment_message(
             let usable = count as u64 * size;
             zone_cap = zone_cap.saturating_add(cap);
             zone_copies += count;
-            let tags = v.node_role(&id).map(NodeRole::tags_string).unwrap_or_default();
+            let tags = v
+                .node_role(&id)
+                .map(NodeRole::tags_string)
+                .unwrap_or_default();
             table.push(format!(
                 "  {}\t{}\t{} ({} new)\t{}\t{} ({:.1}%)",
                 short_id(&id),
@@ -309,11 +319,11 @@ pub fn format_layout_show(history: &LayoutHistory) -> Vec<String> {
             out.push(format!("    garage layout apply --version {next}"));
         }
         Err(e) => {
-            out.push(format!(
-                "Error while trying to compute the assignment: {e}"
-            ));
+            out.push(format!("Error while trying to compute the assignment: {e}"));
             out.push("This new layout cannot yet be applied.".into());
-            out.push("You can also revert all proposed changes with: garage layout revert --yes".into());
+            out.push(
+                "You can also revert all proposed changes with: garage layout revert --yes".into(),
+            );
         }
     }
     out
@@ -387,7 +397,9 @@ pub fn format_layout_history(history: &LayoutHistory) -> Vec<String> {
             ));
         }
     } else {
-        out.push("Your cluster is currently in a stable state with a single live layout version.".into());
+        out.push(
+            "Your cluster is currently in a stable state with a single live layout version.".into(),
+        );
         out.push("No metadata migration is in progress.".into());
     }
     out
@@ -421,7 +433,10 @@ mod tests {
         for s in ["none", "max", "maximum"] {
             assert_eq!(parse_zone_redundancy(s).unwrap(), ZoneRedundancy::Maximum);
         }
-        assert_eq!(parse_zone_redundancy("2").unwrap(), ZoneRedundancy::AtLeast(2));
+        assert_eq!(
+            parse_zone_redundancy("2").unwrap(),
+            ZoneRedundancy::AtLeast(2)
+        );
         assert!(matches!(
             "two".parse::<ZoneRedundancy>(),
             Err(LayoutError::UnparsableZoneRedundancy { .. })

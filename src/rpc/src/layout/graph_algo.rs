@@ -180,9 +180,7 @@ impl FlowGraph {
                 break;
             }
             // Blocking flow by iterative DFS with per-vertex arc pointers.
-            for v in 0..nv {
-                next[v] = self.start[v];
-            }
+            next.copy_from_slice(&self.start[..nv]);
             path.clear();
             let mut u = s;
             loop {
@@ -304,7 +302,10 @@ impl FlowGraph {
                         break;
                     }
                 }
-                let cost: i64 = cycle.iter().map(|&a| i64::from(self.cost[a as usize])).sum();
+                let cost: i64 = cycle
+                    .iter()
+                    .map(|&a| i64::from(self.cost[a as usize]))
+                    .sum();
                 if cost >= 0 || cycle.iter().any(|&a| self.res[a as usize] == 0) {
                     // Cannot happen (predecessor cycles are negative); skip defensively.
                     continue;
@@ -312,7 +313,10 @@ impl FlowGraph {
                 for &a in cycle.iter() {
                     self.res[a as usize] -= 1;
                     self.res[(a ^ 1) as usize] += 1;
-                    let (x, y) = (self.to[a as usize] as usize, self.to[(a ^ 1) as usize] as usize);
+                    let (x, y) = (
+                        self.to[a as usize] as usize,
+                        self.to[(a ^ 1) as usize] as usize,
+                    );
                     active[x] = true;
                     active[y] = true;
                 }

@@ -134,10 +134,9 @@ impl LayoutHistory {
                 });
             }
         }
-        self.staging
-            .get_mut()
-            .parameters
-            .update(LayoutParameters { zone_redundancy: zr });
+        self.staging.get_mut().parameters.update(LayoutParameters {
+            zone_redundancy: zr,
+        });
         Ok(())
     }
 
@@ -256,7 +255,11 @@ impl LayoutHistory {
         if self.versions.is_empty() {
             return Err("the history has no version".into());
         }
-        if self.versions.windows(2).any(|w| w[1].version != w[0].version + 1) {
+        if self
+            .versions
+            .windows(2)
+            .any(|w| w[1].version != w[0].version + 1)
+        {
             return Err("active versions are not consecutive".into());
         }
         self.current().check()
@@ -332,7 +335,11 @@ impl LayoutHistory {
         let mut result = current.version;
         let mut seen: Vec<Vec<Uuid>> = vec![];
         for (_, hash) in partitions() {
-            for v in self.versions.iter().filter(|v| v.version != current.version) {
+            for v in self
+                .versions
+                .iter()
+                .filter(|v| v.version != current.version)
+            {
                 let mut set = v.nodes_of(&hash);
                 set.sort();
                 if set.is_empty() || seen.contains(&set) {
@@ -419,8 +426,11 @@ impl LayoutHistory {
         }
         let keep = self.versions.split_off(self.versions.len() - 1);
         let retired = std::mem::replace(&mut self.versions, keep);
-        self.old_versions
-            .extend(retired.into_iter().filter(|v| !v.ring_assignment_data.is_empty()));
+        self.old_versions.extend(
+            retired
+                .into_iter()
+                .filter(|v| !v.ring_assignment_data.is_empty()),
+        );
         self.trim_old_versions();
         self.clamp_trackers();
         true
@@ -453,5 +463,7 @@ pub(crate) fn tracker_rows(h: &LayoutHistory) -> Vec<(Uuid, u64, u64, u64)> {
             ),
         );
     }
-    rows.into_iter().map(|(n, (a, s, sa))| (n, a, s, sa)).collect()
+    rows.into_iter()
+        .map(|(n, (a, s, sa))| (n, a, s, sa))
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! The cluster layout: which node stores which partition.
 //!
 //! Layout:
-//! - [`schema`](self::LayoutHistory): the persisted and gossiped types
+//! - `schema`: the persisted and gossiped types
 //!   (`LayoutHistory` → `LayoutVersion`s, staging area, update trackers),
 //!   encoded as MessagePack behind the marker `G010lh`.
 //! - `history`: staging (`stage_assign`/`stage_remove`/`stage_zone_redundancy`),

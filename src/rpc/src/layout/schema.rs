@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use garage_util::crdt::{AutoCrdt, Crdt, Lww, LwwMap};
 use garage_util::data::Uuid;
-use garage_util::encode::{Migrate, NoPrevious};
+use garage_util::encode::{from_msgpack, Migrate, NoPrevious};
 
 /// The role of a node: a storage node (with a capacity) or a gateway.
 ///
@@ -129,6 +129,12 @@ impl Migrate for LayoutHistory {
     type Previous = NoPrevious;
     fn migrate(previous: NoPrevious) -> Self {
         match previous {}
+    }
+    /// Decodes, refusing a history without any version (every other method
+    /// relies on `versions` being non-empty).
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let body = bytes.strip_prefix(Self::VERSION_MARKER)?;
+        from_msgpack::<Self>(body).filter(|h| !h.versions.is_empty())
     }
 }
 

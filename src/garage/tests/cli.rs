@@ -1,0 +1,1 @@
+//! The operator CLI against a real node: output lines scripts parse, errors.

@@ -1,0 +1,432 @@
+//! The test harness: start nodes, run the CLI, send signed K2V requests.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use garage_api::signature::{sign_request, PayloadHash, SigningParams};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The `garage` binary under test.
+pub fn garage_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_garage"))
+}
+
+/// Options of a test node.
+#[derive(Clone)]
+pub struct NodeOpts {
+    /// Replication factor.
+    pub rf: usize,
+    /// Shared secret (hex).
+    pub secret: String,
+    /// Extra lines appended to the top level of the config.
+    pub extra: String,
+    /// Extra lines in `[k2v_api]`.
+    pub k2v_extra: String,
+    /// Bootstrap peers.
+    pub bootstrap: Vec<String>,
+    /// Loopback address (127.0.0.x).
+    pub ip: String,
+}
+
+impl Default for NodeOpts {
+    fn default() -> Self {
+        Self {
+            rf: 1,
+            secret: "4f1c2ee3d5b8a0c7e6d9f2b1a3c5e7f90a1b2c3d4e5f60718293a4b5c6d7e8f9".into(),
+            extra: String::new(),
+            k2v_extra: String::new(),
+            bootstrap: vec![],
+            ip: "127.0.0.1".into(),
+        }
+    }
+}
+
+/// A running `garage server` process.
+pub struct Node {
+    child: Option<Child>,
+    /// Its directory (config, metadata, log).
+    pub dir: tempfile::TempDir,
+    /// Config file.
+    pub config: PathBuf,
+    /// Ports.
+    pub rpc_port: u16,
+    /// K2V API port.
+    pub k2v_port: u16,
+    /// Admin API port.
+    pub admin_port: u16,
+    /// Options it was started with.
+    pub opts: NodeOpts,
+}
+
+impl Node {
+    /// Writes a config and starts the node; waits until its APIs answer.
+    pub fn start(opts: NodeOpts) -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rpc_port = free_port();
+        let k2v_port = free_port();
+        let admin_port = free_port();
+        let config = dir.path().join("garage.toml");
+        let peers: Vec<String> = opts.bootstrap.iter().map(|p| format!("\"{p}\"")).collect();
+        let text = format!(
+            r#"metadata_dir = "{meta}"
+data_dir = "{data}"
+replication_factor = {rf}
+rpc_bind_addr = "{ip}:{rpc_port}"
+rpc_public_addr = "{ip}:{rpc_port}"
+rpc_secret = "{secret}"
+rpc_timeout_msec = 5000
+bootstrap_peers = [{peers}]
+{extra}
+
+[s3_api]
+s3_region = "garage"
+
+[k2v_api]
+api_bind_addr = "{ip}:{k2v_port}"
+{k2v_extra}
+
+[admin]
+api_bind_addr = "{ip}:{admin_port}"
+"#,
+            meta = dir.path().join("meta").display(),
+            data = dir.path().join("data").display(),
+            rf = opts.rf,
+            ip = opts.ip,
+            secret = opts.secret,
+            peers = peers.join(", "),
+            extra = opts.extra,
+            k2v_extra = opts.k2v_extra,
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut node = Node {
+            child: None,
+            dir,
+            config,
+            rpc_port,
+            k2v_port,
+            admin_port,
+            opts,
+        };
+        node.restart();
+        node
+    }
+
+    /// (Re)starts the process on the same directory and ports.
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("log.txt"))
+            .expect("log file");
+        let child = Command::new(garage_bin())
+            .arg("-c")
+            .arg(&self.config)
+            .arg("server")
+            .env("RUST_LOG", "info,garage_table=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log clone"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn garage");
+        self.child = Some(child);
+        self.wait_port(self.k2v_port);
+        self.wait_port(self.rpc_port);
+    }
+
+    fn wait_port(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect((self.opts.ip.as_str(), port)).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("garage exited early ({st}):\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                panic!("garage did not listen on {port} in time:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("log.txt")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Runs `garage -c <config> args…`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(garage_bin())
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run garage cli")
+    }
+
+    /// Runs the CLI and returns stdout, panicking on failure.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "garage {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The node's full id.
+    pub fn id(&self) -> String {
+        let line = self.cli_ok(&["node", "id", "-q"]);
+        line.trim().split('@').next().unwrap_or("").to_string()
+    }
+
+    /// The K2V endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}:{}", self.opts.ip, self.k2v_port)
+    }
+
+    /// Lays out this single node, creates key + bucket with all rights.
+    pub fn setup_single(&self, bucket: &str) -> Creds {
+        let id = self.id();
+        self.cli_ok(&["layout", "assign", &id[..16], "-z", "dc1", "-c", "1G"]);
+        self.cli_ok(&["layout", "apply", "--version", "1"]);
+        self.create_key_bucket(bucket)
+    }
+
+    /// Creates a key and a bucket it may read, write and own.
+    pub fn create_key_bucket(&self, bucket: &str) -> Creds {
+        let out = self.cli_ok(&["key", "create", &format!("{bucket}-key")]);
+        let key_id = field(&out, "Key ID: ");
+        let secret = field(&out, "Secret key: ");
+        self.cli_ok(&["bucket", "create", bucket]);
+        self.cli_ok(&[
+            "bucket", "allow", "--read", "--write", "--owner", bucket, "--key", &key_id,
+        ]);
+        Creds {
+            key_id,
+            secret,
+            bucket: bucket.into(),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- log of node in {} ----\n{}", self.dir.path().display(), self.log());
+        }
+    }
+}
+
+/// The value of a `Label: value` line.
+pub fn field(out: &str, label: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no `{label}` line in:\n{out}"))
+        .trim()
+        .to_string()
+}
+
+/// Credentials and bucket for K2V requests.
+#[derive(Clone, Debug)]
+pub struct Creds {
+    /// Key id.
+    pub key_id: String,
+    /// Secret.
+    pub secret: String,
+    /// Bucket name.
+    pub bucket: String,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    }
+    /// The causality token header.
+    pub fn ct(&self) -> String {
+        self.header("x-garage-causality-token")
+            .unwrap_or_else(|| panic!("no causality token: {self:?}"))
+    }
+}
+
+/// How to sign a test request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Sign {
+    /// Normal header signature with the body hash.
+    Header,
+    /// Header signature with `UNSIGNED-PAYLOAD`.
+    Unsigned,
+    /// No signature at all.
+    None,
+}
+
+/// A raw K2V HTTP client signing with our SigV4 signer.
+pub struct K2v {
+    /// Endpoint, e.g. `http://127.0.0.1:1234`.
+    pub endpoint: String,
+    /// Credentials.
+    pub creds: Creds,
+    /// Region.
+    pub region: String,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+impl K2v {
+    /// A client for `node` with `creds`.
+    pub fn new(endpoint: String, creds: Creds) -> Self {
+        Self {
+            endpoint,
+            creds,
+            region: "garage".into(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends a request to `path_query` (already percent-encoded, starting
+    /// with `/`), signing it as asked.
+    pub async fn send(
+        &self,
+        method: &str,
+        path_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        sign: Sign,
+    ) -> Resp {
+        let uri: http::Uri = format!("{}{}", self.endpoint, path_query)
+            .parse()
+            .expect("uri");
+        let mut hm = http::HeaderMap::new();
+        let host = uri.authority().expect("authority").to_string();
+        hm.insert("host", host.parse().expect("host"));
+        for (k, v) in headers {
+            hm.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+        if sign != Sign::None {
+            let payload = if sign == Sign::Unsigned {
+                PayloadHash::Unsigned
+            } else {
+                PayloadHash::of_body(body)
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("time")
+                .as_millis() as u64;
+            let params = SigningParams {
+                key_id: &self.creds.key_id,
+                secret: &self.creds.secret,
+                region: &self.region,
+                service: "k2v",
+                now_ms: now,
+            };
+            let path_uri: http::Uri = path_query.parse().expect("path uri");
+            sign_request(&method, &path_uri, &mut hm, &payload, &params).expect("sign");
+        }
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(Bytes::from(body.to_vec())))
+            .expect("request");
+        *req.headers_mut() = hm;
+        let res = self.client.request(req).await.expect("http request");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Signed request with the body hash.
+    pub async fn req(&self, method: &str, path_query: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        self.send(method, path_query, headers, body, Sign::Header).await
+    }
+
+    /// Path of the bucket.
+    pub fn b(&self) -> String {
+        format!("/{}", self.creds.bucket)
+    }
+}
+
+/// Waits until `f` returns true, at most `secs`.
+pub async fn eventually<F, Fut>(secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "condition not reached in {secs}s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The path of a file next to the test sources.
+pub fn here(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}

@@ -1,0 +1,1 @@
+//! K2V endpoints with our own signed requests.

@@ -1,0 +1,1 @@
+//! K2V through the published `k2v-client` crate.

@@ -1,0 +1,9 @@
+//! Integration tests: every test starts real `garage` processes on free
+//! loopback ports in temporary directories (killed on drop). All modules are
+//! compiled into this one test binary.
+
+mod common;
+
+mod cli;
+mod k2v_api;
+mod k2v_client;
