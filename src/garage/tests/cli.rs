@@ -77,9 +77,18 @@ fn garage_config_loads_and_bad_configs_are_clear_errors() {
     });
     assert!(node.cli(&["status"]).status.success());
     let log = node.log();
-    assert!(log.contains("compression_level"), "unused key not logged:\n{log}");
-    assert!(log.contains("metadata_fsync"), "no suggestion for the typo:\n{log}");
-    assert!(log.contains("not built in"), "lmdb fallback not logged:\n{log}");
+    assert!(
+        log.contains("compression_level"),
+        "unused key not logged:\n{log}"
+    );
+    assert!(
+        log.contains("metadata_fsync"),
+        "no suggestion for the typo:\n{log}"
+    );
+    assert!(
+        log.contains("not built in"),
+        "lmdb fallback not logged:\n{log}"
+    );
 
     // Missing required key / wrong type: clear error naming the key.
     let dir = tempfile::tempdir().expect("tmp");
@@ -87,7 +96,11 @@ fn garage_config_loads_and_bad_configs_are_clear_errors() {
     let cfg = std::fs::read_to_string(&node.config).expect("cfg");
     for (from, to, key) in [
         ("rpc_bind_addr", "# rpc_bind_addr", "rpc_bind_addr"),
-        ("replication_factor = 1", "replication_factor = \"one\"", "replication_factor"),
+        (
+            "replication_factor = 1",
+            "replication_factor = \"one\"",
+            "replication_factor",
+        ),
         ("s3_region = \"garage\"", "", "s3_region"),
     ] {
         std::fs::write(&bad, cfg.replace(from, to)).expect("write");
@@ -98,7 +111,11 @@ fn garage_config_loads_and_bad_configs_are_clear_errors() {
             .output()
             .expect("run");
         assert!(!o.status.success());
-        assert!(stderr(&o).contains(key), "error does not name {key}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(key),
+            "error does not name {key}: {}",
+            stderr(&o)
+        );
     }
     let o = std::process::Command::new(garage_bin())
         .args(["-c", "/nonexistent/garage.toml", "server"])
@@ -126,7 +143,10 @@ fn key_and_bucket_verbs() {
     let out = node.cli_ok(&["key", "create", "alice"]);
     let key_id = field(&out, "Key ID: ");
     let secret = field(&out, "Secret key: ");
-    assert!(key_id.starts_with("GK") && is_hex(&key_id[2..], 24), "{out}");
+    assert!(
+        key_id.starts_with("GK") && is_hex(&key_id[2..], 24),
+        "{out}"
+    );
     assert!(is_hex(&secret, 64), "{out}");
     assert_eq!(field(&out, "Key name: "), "alice");
 
@@ -163,7 +183,10 @@ fn key_and_bucket_verbs() {
         .cli(&["key", "import", imp_id, &imp_secret, "--yes"])
         .status
         .success());
-    assert!(!node.cli(&["key", "import", "GKbad", &imp_secret, "--yes"]).status.success());
+    assert!(!node
+        .cli(&["key", "import", "GKbad", &imp_secret, "--yes"])
+        .status
+        .success());
 
     // Buckets.
     let out = node.cli_ok(&["bucket", "create", "photos"]);
@@ -187,7 +210,10 @@ fn key_and_bucket_verbs() {
         .status
         .success());
     let list = node.cli_ok(&["bucket", "list"]);
-    assert!(list.starts_with("List of buckets:") && list.contains("photos"), "{list}");
+    assert!(
+        list.starts_with("List of buckets:") && list.contains("photos"),
+        "{list}"
+    );
     let info = node.cli_ok(&["bucket", "info", "photos"]);
     assert!(info.contains("Bucket: "), "{info}");
     assert!(info.contains(&key_id), "{info}");
@@ -199,7 +225,10 @@ fn key_and_bucket_verbs() {
     node.cli_ok(&["bucket", "info", "pics"]);
     node.cli_ok(&["bucket", "alias", "photos", "mine", "--local", &key_id]);
     // Delete refused while other aliases exist.
-    assert!(!node.cli(&["bucket", "delete", "photos", "--yes"]).status.success());
+    assert!(!node
+        .cli(&["bucket", "delete", "photos", "--yes"])
+        .status
+        .success());
     node.cli_ok(&["bucket", "unalias", "pics"]);
     node.cli_ok(&["bucket", "unalias", "mine", "--local", &key_id]);
     // The last alias cannot be removed.
@@ -220,7 +249,12 @@ async fn bucket_with_k2v_items_cannot_be_deleted_and_acked_writes_survive_sigkil
     let k2v = K2v::new(node.endpoint(), creds.clone());
     for i in 0..50 {
         let r = k2v
-            .req("PUT", &format!("/k2vdata/pk{}?sort_key=sk{i}", i % 5), &[], format!("v{i}").as_bytes())
+            .req(
+                "PUT",
+                &format!("/k2vdata/pk{}?sort_key=sk{i}", i % 5),
+                &[],
+                format!("v{i}").as_bytes(),
+            )
             .await;
         assert_eq!(r.status, 204);
     }
@@ -240,7 +274,12 @@ async fn bucket_with_k2v_items_cannot_be_deleted_and_acked_writes_survive_sigkil
     let k2v = K2v::new(node.endpoint(), creds);
     for i in 0..50 {
         let r = k2v
-            .req("GET", &format!("/k2vdata/pk{}?sort_key=sk{i}", i % 5), &[("accept", "application/octet-stream")], b"")
+            .req(
+                "GET",
+                &format!("/k2vdata/pk{}?sort_key=sk{i}", i % 5),
+                &[("accept", "application/octet-stream")],
+                b"",
+            )
             .await;
         assert_eq!(r.status, 200, "item {i} lost after SIGKILL");
         assert_eq!(r.body, format!("v{i}").as_bytes());

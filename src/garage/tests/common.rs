@@ -244,7 +244,11 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("---- log of node in {} ----\n{}", self.dir.path().display(), self.log());
+            eprintln!(
+                "---- log of node in {} ----\n{}",
+                self.dir.path().display(),
+                self.log()
+            );
         }
     }
 }
@@ -400,8 +404,15 @@ impl K2v {
     }
 
     /// Signed request with the body hash.
-    pub async fn req(&self, method: &str, path_query: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        self.send(method, path_query, headers, body, Sign::Header).await
+    pub async fn req(
+        &self,
+        method: &str,
+        path_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
+        self.send(method, path_query, headers, body, Sign::Header)
+            .await
     }
 
     /// Path of the bucket.
@@ -421,7 +432,10 @@ where
         if f().await {
             return;
         }
-        assert!(Instant::now() < deadline, "condition not reached in {secs}s");
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached in {secs}s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -429,4 +443,135 @@ where
 /// The path of a file next to the test sources.
 pub fn here(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// What [`K2v::send_custom`] signs: the announced payload hash and the
+/// signing time can differ from the real body and clock.
+#[derive(Clone, Copy)]
+pub struct CustomSign {
+    /// Hash announced in `x-amz-content-sha256` (None: the body's hash).
+    pub payload: Option<PayloadHash>,
+    /// Signing time in ms since the epoch (None: now).
+    pub now_ms: Option<u64>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as u64
+}
+
+impl K2v {
+    /// Sends a header-signed request whose announced payload hash and signing
+    /// time may be chosen (to test `InvalidDigest` and clock skew).
+    pub async fn send_custom(
+        &self,
+        method: &str,
+        path_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        custom: CustomSign,
+    ) -> Resp {
+        let uri: http::Uri = format!("{}{}", self.endpoint, path_query)
+            .parse()
+            .expect("uri");
+        let mut hm = http::HeaderMap::new();
+        let host = uri.authority().expect("authority").to_string();
+        hm.insert("host", host.parse().expect("host"));
+        for (k, v) in headers {
+            hm.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+        let payload = custom.payload.unwrap_or_else(|| PayloadHash::of_body(body));
+        let params = SigningParams {
+            key_id: &self.creds.key_id,
+            secret: &self.creds.secret,
+            region: &self.region,
+            service: "k2v",
+            now_ms: custom.now_ms.unwrap_or_else(now_ms),
+        };
+        let path_uri: http::Uri = path_query.parse().expect("path uri");
+        sign_request(&method, &path_uri, &mut hm, &payload, &params).expect("sign");
+        self.send_prepared(method, uri, hm, body).await
+    }
+
+    /// Sends a request with exactly these headers (nothing added or signed).
+    pub async fn send_prepared(
+        &self,
+        method: http::Method,
+        uri: http::Uri,
+        headers: http::HeaderMap,
+        body: &[u8],
+    ) -> Resp {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(Bytes::from(body.to_vec())))
+            .expect("request");
+        *req.headers_mut() = headers;
+        let res = self.client.request(req).await.expect("http request");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A presigned URL path+query (`X-Amz-*` parameters appended) for
+    /// `path_query`, signed at `now_ms` and valid `expires_secs`.
+    pub fn presign(
+        &self,
+        method: &str,
+        path_query: &str,
+        expires_secs: u64,
+        now_ms: u64,
+    ) -> String {
+        let uri: http::Uri = format!("{}{}", self.endpoint, path_query)
+            .parse()
+            .expect("uri");
+        let mut hm = http::HeaderMap::new();
+        let host = uri.authority().expect("authority").to_string();
+        hm.insert("host", host.parse().expect("host"));
+        let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+        let params = SigningParams {
+            key_id: &self.creds.key_id,
+            secret: &self.creds.secret,
+            region: &self.region,
+            service: "k2v",
+            now_ms,
+        };
+        let path_uri: http::Uri = path_query.parse().expect("path uri");
+        let q =
+            garage_api::signature::presign_query(&method, &path_uri, &hm, expires_secs, &params)
+                .expect("presign");
+        format!("{}?{q}", path_uri.path())
+    }
+}
+
+/// Percent-encodes a key for a path segment or a query value (every byte
+/// but the unreserved ones, `/` included).
+pub fn enc(s: &str) -> String {
+    garage_api::signature::uri_encode(s.as_bytes(), false)
+}
+
+/// Starts a single node with a bucket `bucket` and a K2V client for it.
+pub fn single_node(opts: NodeOpts) -> (Node, K2v) {
+    let node = Node::start(opts);
+    let creds = node.setup_single("bucket");
+    let k2v = K2v::new(node.endpoint(), creds);
+    (node, k2v)
 }

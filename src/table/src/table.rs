@@ -57,6 +57,9 @@ impl RpcMessage for TableRpc {
     type Response = TableRpc;
 }
 
+/// Entries of one replica's answer, by storage key.
+type EntriesByKey<F> = BTreeMap<Vec<u8>, <F as TableSchema>::E>;
+
 /// A table replicated over the cluster.
 pub struct Table<F: TableSchema, R: TableReplication> {
     /// Local storage.
@@ -77,7 +80,10 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         db: garage_db::Db,
     ) -> Result<Arc<Self>, Error> {
         let data = TableData::new(schema, db)?;
-        let endpoint = Endpoint::new(system.transport.clone(), &format!("table/{}", F::TABLE_NAME));
+        let endpoint = Endpoint::new(
+            system.transport.clone(),
+            &format!("table/{}", F::TABLE_NAME),
+        );
         let t = Arc::new(Self {
             data,
             replication,
@@ -276,7 +282,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         };
         let answers =
             call_preferred(&self.endpoint, &nodes, msg, q, self.system.rpc_timeout).await?;
-        let mut per_node: Vec<(Uuid, BTreeMap<Vec<u8>, F::E>)> = vec![];
+        let mut per_node: Vec<(Uuid, EntriesByKey<F>)> = vec![];
         for (n, a) in answers {
             let TableRpc::Entries(list) = a else {
                 return Err(Error::UnexpectedAnswer {
@@ -322,7 +328,11 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     }
 
     fn repair(&self, nodes: Vec<Uuid>, entries: Vec<F::E>) {
-        let Ok(batch) = entries.iter().map(Self::encode).collect::<Result<Vec<_>, _>>() else {
+        let Ok(batch) = entries
+            .iter()
+            .map(Self::encode)
+            .collect::<Result<Vec<_>, _>>()
+        else {
             return;
         };
         let ep = self.endpoint.clone();
@@ -363,9 +373,13 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                     })?),
                     None => None,
                 };
-                let es =
-                    self.data
-                        .read_range(&hash, &range, filter.as_ref(), limit as usize, reverse)?;
+                let es = self.data.read_range(
+                    &hash,
+                    &range,
+                    filter.as_ref(),
+                    limit as usize,
+                    reverse,
+                )?;
                 Ok(TableRpc::Entries(
                     es.iter().map(Self::encode).collect::<Result<_, _>>()?,
                 ))
