@@ -5,5 +5,6 @@
 mod common;
 
 mod cli;
+mod cluster;
 mod k2v_api;
 mod k2v_client;
