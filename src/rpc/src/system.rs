@@ -215,7 +215,10 @@ impl System {
 
     /// The current layout history.
     pub fn layout(&self) -> Arc<LayoutHistory> {
-        self.layout.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.layout
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Watches the current layout version.
@@ -228,13 +231,38 @@ impl System {
         self.layout().current().nodes_of(hash)
     }
 
+    /// The nodes to read the partition of `hash` from: those of the newest
+    /// layout version that a write quorum of the older owners has synced
+    /// into (the current version when only one is active).
+    pub fn read_nodes_of(&self, hash: &Hash) -> Vec<Uuid> {
+        let l = self.layout();
+        let v = l.sync_map_min(self.quorums.write);
+        l.versions
+            .iter()
+            .find(|x| x.version == v)
+            .unwrap_or_else(|| l.current())
+            .nodes_of(hash)
+    }
+
+    /// One node set per active layout version: a write must reach the
+    /// write quorum in each.
+    pub fn write_sets_of(&self, hash: &Hash) -> Vec<Vec<Uuid>> {
+        self.layout().write_sets_of(hash)
+    }
+
+    /// Every node that stores the partition of `hash` in any active version.
+    pub fn storage_nodes_of(&self, hash: &Hash) -> Vec<Uuid> {
+        let mut all: Vec<Uuid> = self.write_sets_of(hash).into_iter().flatten().collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     /// Merges a layout history into ours; persists and spreads it if it changed.
     pub async fn merge_layout(&self, other: &LayoutHistory) -> Result<bool, String> {
         let new = {
             let mut guard = self.layout.write().unwrap_or_else(|e| e.into_inner());
-            if other.current().replication_factor != self.config.rf
-                && other.current().version > 0
-            {
+            if other.current().replication_factor != self.config.rf && other.current().version > 0 {
                 return Err(format!(
                     "layout with replication factor {} refused (ours is {})",
                     other.current().replication_factor,
@@ -244,6 +272,10 @@ impl System {
             let mut merged = (**guard).clone();
             if !merged.merge(other) {
                 return Ok(false);
+            }
+            merged.refresh_trackers(self.id, self.quorums.write);
+            if self.config.consistency != "consistent" {
+                merged.keep_only_current();
             }
             if let Err(e) = merged.check() {
                 if guard.check().is_ok() {
@@ -273,7 +305,9 @@ impl System {
     async fn broadcast_layout(&self, l: Arc<LayoutHistory>) {
         let msg = SystemRpc::AdvertiseLayout((*l).clone());
         let peers = self.up_peers();
-        let calls = peers.iter().map(|p| self.endpoint.call(*p, &msg, self.rpc_timeout));
+        let calls = peers
+            .iter()
+            .map(|p| self.endpoint.call(*p, &msg, self.rpc_timeout));
         for r in futures::future::join_all(calls).await {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "layout push failed");
@@ -353,7 +387,9 @@ impl System {
         let status = self.local_status();
         let msg = SystemRpc::AdvertiseStatus(status);
         let peers = self.up_peers();
-        let calls = peers.iter().map(|p| self.endpoint.call(*p, &msg, self.rpc_timeout));
+        let calls = peers
+            .iter()
+            .map(|p| self.endpoint.call(*p, &msg, self.rpc_timeout));
         futures::future::join_all(calls).await;
         self.save_peers();
     }
@@ -374,7 +410,11 @@ impl System {
             .unwrap_or_else(|e| e.into_inner())
             .insert(from, (st, Instant::now()));
         if differs {
-            match self.endpoint.call(from, &SystemRpc::PullLayout, self.rpc_timeout).await {
+            match self
+                .endpoint
+                .call(from, &SystemRpc::PullLayout, self.rpc_timeout)
+                .await
+            {
                 Ok(SystemRpc::AdvertiseLayout(l)) => {
                     self.merge_layout(&l).await?;
                 }

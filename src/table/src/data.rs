@@ -26,6 +26,7 @@ pub struct TableData<F: TableSchema> {
     pub store: Tree,
     /// Keys whose Merkle leaf must be recomputed, with the value's hash.
     pub merkle_todo: Tree,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// The storage key of an entry.
@@ -85,6 +86,7 @@ impl<F: TableSchema> TableData<F> {
             db,
             store,
             merkle_todo,
+            generation: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -163,35 +165,74 @@ impl<F: TableSchema> TableData<F> {
     /// Merges an incoming entry into the local copy. Returns the new value
     /// if anything changed.
     pub fn update_entry(&self, entry: &F::E) -> Result<Option<F::E>, Error> {
-        let key = tree_key(&entry.partition_key().hash(), entry.sort_key().sort_key());
+        Ok(self
+            .merge_entries(std::slice::from_ref(entry))?
+            .into_iter()
+            .next()
+            .flatten())
+    }
+
+    /// Merges entries into the local copies in ONE transaction; for each,
+    /// the new value if it changed.
+    pub fn merge_entries(&self, entries: &[F::E]) -> Result<Vec<Option<F::E>>, Error> {
+        let keys: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|e| tree_key(&e.partition_key().hash(), e.sort_key().sort_key()))
+            .collect();
         let res = self.db.transaction(|tx| {
-            let old = match tx.get(&self.store, &key)? {
-                Some(b) => Some(self.decode(&b).map_err(TxError::Abort)?),
-                None => None,
-            };
-            let new = match &old {
-                Some(o) => {
-                    let mut m = o.clone();
-                    m.merge(entry);
-                    m
+            let mut out = Vec::with_capacity(entries.len());
+            for (entry, key) in entries.iter().zip(keys.iter()) {
+                let old = match tx.get(&self.store, key)? {
+                    Some(b) => Some(self.decode(&b).map_err(TxError::Abort)?),
+                    None => None,
+                };
+                let new = match &old {
+                    Some(o) => {
+                        let mut m = o.clone();
+                        m.merge(entry);
+                        m
+                    }
+                    None => entry.clone(),
+                };
+                if old.as_ref() == Some(&new) {
+                    out.push(None);
+                    continue;
                 }
-                None => entry.clone(),
-            };
-            if old.as_ref() == Some(&new) {
-                return Ok(None);
+                self.store_in_tx(tx, key, old.as_ref(), &new)?;
+                out.push(Some((old, new)));
             }
-            self.store_in_tx(tx, &key, old.as_ref(), &new)?;
-            Ok(Some((old, new)))
+            Ok(out)
         });
-        match res {
-            Ok(Some((old, new))) => {
-                self.schema.committed(old.as_ref(), &new);
-                Ok(Some(new))
-            }
-            Ok(None) => Ok(None),
-            Err(TxError::Abort(e)) => Err(e),
-            Err(TxError::Db(e)) => Err(e.into()),
+        let changed = match res {
+            Ok(c) => c,
+            Err(TxError::Abort(e)) => return Err(e),
+            Err(TxError::Db(e)) => return Err(e.into()),
+        };
+        if changed.iter().any(Option::is_some) {
+            self.bump_generation();
         }
+        Ok(changed
+            .into_iter()
+            .map(|c| {
+                c.map(|(old, new)| {
+                    self.schema.committed(old.as_ref(), &new);
+                    new
+                })
+            })
+            .collect())
+    }
+
+    /// A counter raised after every committed local change: caches of
+    /// entries compare it to know when to refresh.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Raises the generation; call after committing a change made through
+    /// [`Self::store_in_tx`] in a caller's own transaction.
+    pub fn bump_generation(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Writes `new` at `key` inside `tx`: entry, Merkle todo and the hook.
@@ -214,12 +255,13 @@ impl<F: TableSchema> TableData<F> {
         Ok(())
     }
 
-    /// Merges a batch of encoded entries (from a peer).
+    /// Merges a batch of encoded entries (from a peer) in one transaction.
     pub fn update_many(&self, entries: &[Vec<u8>]) -> Result<(), Error> {
-        for b in entries {
-            let e = self.decode(b)?;
-            self.update_entry(&e)?;
-        }
+        let decoded = entries
+            .iter()
+            .map(|b| self.decode(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.merge_entries(&decoded)?;
         Ok(())
     }
 }

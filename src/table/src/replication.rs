@@ -37,13 +37,13 @@ pub struct TableShardedReplication {
 
 impl TableReplication for TableShardedReplication {
     fn read_nodes(&self, hash: &Hash) -> Vec<Uuid> {
-        self_first(self.system.nodes_of(hash), self.system.id)
+        self_first(self.system.read_nodes_of(hash), self.system.id)
     }
     fn read_quorum(&self) -> usize {
         self.system.quorums.read
     }
     fn write_sets(&self, hash: &Hash) -> Vec<Vec<Uuid>> {
-        self.system.layout().write_sets_of(hash)
+        self.system.write_sets_of(hash)
     }
     fn write_quorum(&self) -> usize {
         self.system.quorums.write

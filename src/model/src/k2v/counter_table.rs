@@ -212,7 +212,12 @@ impl IndexCounter {
         };
         let rows = self
             .queue
-            .range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded, false, Some(256))
+            .range(
+                std::ops::Bound::Unbounded,
+                std::ops::Bound::Unbounded,
+                false,
+                Some(256),
+            )
             .map_err(|e| e.to_string())?;
         if rows.is_empty() {
             return Ok(WorkerState::Idle);
@@ -238,7 +243,10 @@ impl IndexCounter {
                 values,
             });
         }
-        table.insert_many(&entries).await.map_err(|e| e.to_string())?;
+        table
+            .insert_many(&entries)
+            .await
+            .map_err(|e| e.to_string())?;
         for (k, v) in rows {
             let r: Result<(), TxError<()>> = self.db.transaction(|tx| {
                 if tx.get(&self.queue, &k)?.as_deref() == Some(v.as_slice()) {

@@ -191,7 +191,7 @@ impl K2VRpcHandler {
     }
 
     fn storage_nodes(&self, p: &K2VItemPartition) -> Vec<Uuid> {
-        let mut nodes = self.system.nodes_of(&p.hash());
+        let mut nodes = self.system.storage_nodes_of(&p.hash());
         if let Some(i) = nodes.iter().position(|n| *n == self.system.id) {
             nodes.swap(0, i);
         }
@@ -252,9 +252,7 @@ impl K2VRpcHandler {
                 let key = ItemTable::tree_key(&it.partition, &it.sort_key);
                 let old = match tx.get(&data.store, &key)? {
                     Some(b) => Some(K2VItem::decode(&b).ok_or(TxError::Abort(
-                        garage_table::Error::Corrupted {
-                            table: "k2v_item",
-                        },
+                        garage_table::Error::Corrupted { table: "k2v_item" },
                     ))?),
                     None => None,
                 };
@@ -321,9 +319,8 @@ impl K2VRpcHandler {
         let mut merged: Option<K2VItem> = None;
         for (_, a) in answers {
             if let K2VRpc::PollItemResponse(Some(b)) = a {
-                let item = K2VItem::decode(&b).ok_or(garage_table::Error::Corrupted {
-                    table: "k2v_item",
-                })?;
+                let item = K2VItem::decode(&b)
+                    .ok_or(garage_table::Error::Corrupted { table: "k2v_item" })?;
                 match &mut merged {
                     Some(m) => m.merge(&item),
                     None => merged = Some(item),
@@ -425,7 +422,7 @@ impl K2VRpcHandler {
             if answers.len() >= quorum && grace.is_none() {
                 grace = Some(tokio::time::Instant::now() + Duration::from_millis(200));
             }
-            if errors.len() > nodes.len() - quorum {
+            if errors.len() > nodes.len().saturating_sub(quorum) {
                 return Err(RpcError::Quorum {
                     needed: quorum,
                     succeeded: answers.len(),
@@ -446,9 +443,10 @@ impl K2VRpcHandler {
         for (node, list) in answers {
             let mut decoded = Vec::with_capacity(list.len());
             for b in list {
-                decoded.push(K2VItem::decode(&b).ok_or(garage_table::Error::Corrupted {
-                    table: "k2v_item",
-                })?);
+                decoded.push(
+                    K2VItem::decode(&b)
+                        .ok_or(garage_table::Error::Corrupted { table: "k2v_item" })?,
+                );
             }
             seen.mark_seen_node_items(node, decoded.iter());
             for it in decoded {
@@ -549,7 +547,9 @@ impl K2VRpcHandler {
                 timeout_msec,
             } => {
                 let t = Duration::from_millis(timeout_msec.min(600_000));
-                let items = self.handle_poll_range(partition, range, seen_str, t).await?;
+                let items = self
+                    .handle_poll_range(partition, range, seen_str, t)
+                    .await?;
                 let mut enc = Vec::with_capacity(items.len());
                 for i in items {
                     enc.push(ByteBuf::from(i.encode().map_err(|e| {
