@@ -49,9 +49,7 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Signature(e) => {
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN)
-            }
+            Self::Signature(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN),
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NoSuchBucket(_) | Self::NoSuchKey => StatusCode::NOT_FOUND,
             Self::BadRequest(_) | Self::InvalidCausalityToken => StatusCode::BAD_REQUEST,
@@ -119,6 +117,7 @@ impl From<garage_model::k2v::rpc::K2VError> for ApiError {
             K2VError::Table(t) => t.into(),
             K2VError::Rpc(r) => r.into(),
             K2VError::Db(d) => Self::Internal(d.to_string()),
+            K2VError::Commit { message } => Self::Internal(message),
         }
     }
 }

@@ -126,6 +126,12 @@ pub enum K2VError {
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] garage_db::Error),
+    /// A grouped commit failed.
+    #[error("commit failed: {message}")]
+    Commit {
+        /// The cause.
+        message: String,
+    },
 }
 
 const LOCAL_TREE: &str = "k2v_local";
@@ -143,6 +149,15 @@ pub struct K2VRpcHandler {
     local: Tree,
     node_id: K2VNodeId,
     clock: Clock,
+    pending: std::sync::Mutex<Vec<PendingInsert>>,
+    writer: tokio::sync::Mutex<()>,
+}
+
+/// Inserts waiting for the next grouped commit.
+struct PendingInsert {
+    items: Vec<InsertedItem>,
+    ctxs: Vec<Option<CausalContext>>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<K2VItem>, String>>,
 }
 
 /// Reads this database's K2V node id, creating a random one with a new
@@ -180,6 +195,8 @@ impl K2VRpcHandler {
             local,
             node_id,
             clock,
+            pending: std::sync::Mutex::new(Vec::new()),
+            writer: tokio::sync::Mutex::new(()),
         });
         h.endpoint.set_handler(h.clone());
         Ok(h)
@@ -213,9 +230,25 @@ impl K2VRpcHandler {
                     reason: "the cluster layout is not ready (no layout applied)".into(),
                 }));
             }
+            // The local replica, when there is one, takes the insert without
+            // an RPC round trip; otherwise (or if it fails) another replica.
+            let mut others = nodes.as_slice();
+            if nodes[0] == self.system.id {
+                match self.handle_insert_many(batch.clone()).await {
+                    Ok(_) => return Ok(()),
+                    Err(K2VError::InvalidCausalityToken) => {
+                        return Err(K2VError::InvalidCausalityToken)
+                    }
+                    Err(e) if nodes.len() == 1 => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "local insert failed, trying another replica");
+                        others = &nodes[1..];
+                    }
+                }
+            }
             call_preferred(
                 &self.endpoint,
-                &nodes,
+                others,
                 K2VRpc::InsertMany(batch),
                 1,
                 self.system.rpc_timeout,
@@ -229,17 +262,67 @@ impl K2VRpcHandler {
         Ok(())
     }
 
-    fn apply_local(&self, items: &[InsertedItem]) -> Result<Vec<K2VItem>, K2VError> {
-        let mut parsed = Vec::with_capacity(items.len());
-        for it in items {
-            let ctx = match &it.causal_context {
-                Some(t) => {
-                    Some(CausalContext::parse(t).map_err(|_| K2VError::InvalidCausalityToken)?)
+    fn parse_contexts(items: &[InsertedItem]) -> Result<Vec<Option<CausalContext>>, K2VError> {
+        items
+            .iter()
+            .map(|it| match &it.causal_context {
+                Some(t) => CausalContext::parse(t)
+                    .map(Some)
+                    .map_err(|_| K2VError::InvalidCausalityToken),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// Applies inserts locally, grouping concurrent callers into one
+    /// transaction (group commit): whoever holds the writer lock commits
+    /// everything queued so far and hands each caller its items.
+    async fn apply_local(&self, items: Vec<InsertedItem>) -> Result<Vec<K2VItem>, K2VError> {
+        let ctxs = Self::parse_contexts(&items)?;
+        let (done, rx) = tokio::sync::oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(PendingInsert { items, ctxs, done });
+        {
+            let _writer = self.writer.lock().await;
+            let batch: Vec<PendingInsert> =
+                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+            if !batch.is_empty() {
+                let all_items: Vec<InsertedItem> =
+                    batch.iter().flat_map(|p| p.items.iter().cloned()).collect();
+                let all_ctxs: Vec<Option<CausalContext>> =
+                    batch.iter().flat_map(|p| p.ctxs.iter().cloned()).collect();
+                match self.commit_parsed(&all_items, &all_ctxs) {
+                    Ok(mut new) => {
+                        for p in batch.into_iter().rev() {
+                            let mine = new.split_off(new.len() - p.items.len());
+                            let _ = p.done.send(Ok(mine));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for p in batch {
+                            let _ = p.done.send(Err(msg.clone()));
+                        }
+                    }
                 }
-                None => None,
-            };
-            parsed.push(ctx);
+            }
         }
+        match rx.await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(message)) => Err(K2VError::Commit { message }),
+            Err(_) => Err(K2VError::Commit {
+                message: "the grouped commit was abandoned".into(),
+            }),
+        }
+    }
+
+    fn commit_parsed(
+        &self,
+        items: &[InsertedItem],
+        parsed: &[Option<CausalContext>],
+    ) -> Result<Vec<K2VItem>, K2VError> {
         let data = &self.item_table.data;
         let res = self.db.transaction(|tx| {
             let mut ts = tx
@@ -285,7 +368,7 @@ impl K2VRpcHandler {
     }
 
     async fn handle_insert_many(&self, items: Vec<InsertedItem>) -> Result<K2VRpc, K2VError> {
-        let new = self.apply_local(&items)?;
+        let new = self.apply_local(items).await?;
         self.item_table.replicate_stored(&new).await?;
         Ok(K2VRpc::Ok)
     }
