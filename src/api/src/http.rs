@@ -66,7 +66,9 @@ pub async fn read_body(
     match Limited::new(body, limit_usize).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(ApiError::PayloadTooLarge { limit })
             } else {
                 Err(ApiError::BadRequest(format!("cannot read body: {e}")))

@@ -95,9 +95,7 @@ impl AdminRpcHandler {
             }
             KeyCmd::Delete { key_pattern, yes } => {
                 if !yes {
-                    return Err(refused(
-                        "Add --yes flag to really perform this operation",
-                    ));
+                    return Err(refused("Add --yes flag to really perform this operation"));
                 }
                 let k = g.delete_key(&key_pattern).await?;
                 Ok(format!("Key {} was deleted successfully.", k.key_id))
@@ -238,9 +236,7 @@ impl AdminRpcHandler {
                 if !yes {
                     // Check first, so a refusal for another reason shows up.
                     g.find_bucket(&name).await?;
-                    return Err(refused(
-                        "Add --yes flag to really perform this operation",
-                    ));
+                    return Err(refused("Add --yes flag to really perform this operation"));
                 }
                 g.delete_bucket(&name).await?;
                 Ok(format!("Bucket {name} was deleted."))
@@ -263,7 +259,10 @@ impl AdminRpcHandler {
             }
             BucketCmd::Unalias { name, local } => {
                 let b = g.unalias_bucket(&name, local.as_deref()).await?;
-                Ok(format!("Alias {name} no longer points to bucket {}", b.id.to_hex()))
+                Ok(format!(
+                    "Alias {name} no longer points to bucket {}",
+                    b.id.to_hex()
+                ))
             }
             BucketCmd::Allow(p) => self.perm(p, true).await,
             BucketCmd::Deny(p) => self.perm(p, false).await,

@@ -31,7 +31,11 @@ pub struct Cli {
     pub admin_token: Option<String>,
 
     /// Admin API token file (accepted for compatibility).
-    #[arg(long = "admin-token-file", env = "GARAGE_ADMIN_TOKEN_FILE", hide = true)]
+    #[arg(
+        long = "admin-token-file",
+        env = "GARAGE_ADMIN_TOKEN_FILE",
+        hide = true
+    )]
     pub admin_token_file: Option<PathBuf>,
 
     /// Metrics token (accepted for compatibility).
@@ -39,7 +43,11 @@ pub struct Cli {
     pub metrics_token: Option<String>,
 
     /// Metrics token file (accepted for compatibility).
-    #[arg(long = "metrics-token-file", env = "GARAGE_METRICS_TOKEN_FILE", hide = true)]
+    #[arg(
+        long = "metrics-token-file",
+        env = "GARAGE_METRICS_TOKEN_FILE",
+        hide = true
+    )]
     pub metrics_token_file: Option<PathBuf>,
 
     /// Allow secret files readable by others.

@@ -213,7 +213,13 @@ async fn status(remote: &Remote) -> Result<()> {
                 } else {
                     "NO ROLE ASSIGNED"
                 };
-                rows.push(format!("{}\t{}\t{}\t\t\t{}", short_id(&n.id), host, addr, what));
+                rows.push(format!(
+                    "{}\t{}\t{}\t\t\t{}",
+                    short_id(&n.id),
+                    host,
+                    addr,
+                    what
+                ));
             }
         }
     }
@@ -299,7 +305,11 @@ fn find_node(layout: &LayoutHistory, nodes: &[KnownNode], pattern: &str) -> Resu
 
 /// The role a node will have once staged changes apply.
 fn effective_role(layout: &LayoutHistory, id: &Uuid) -> Option<NodeRole> {
-    if let Some((_, r)) = layout.staged_role_changes().into_iter().find(|(n, _)| n == id) {
+    if let Some((_, r)) = layout
+        .staged_role_changes()
+        .into_iter()
+        .find(|(n, _)| n == id)
+    {
         return r;
     }
     layout.current().node_role(id).cloned()
@@ -427,7 +437,9 @@ async fn layout(remote: &Remote, cmd: &LayoutCmd) -> Result<()> {
             for line in msg {
                 println!("{line}");
             }
-            println!("New cluster layout with updated role assignment has been applied in cluster.");
+            println!(
+                "New cluster layout with updated role assignment has been applied in cluster."
+            );
             println!("Data will now be moved around between nodes accordingly.");
             let _ = v;
             Ok(())

@@ -71,7 +71,11 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
         fsync: cfg.metadata_fsync,
     })
     .map_err(|e| anyhow!("cannot open the metadata database: {e}"))?;
-    tracing::info!(engine = db.engine(), fsync = cfg.metadata_fsync, "database open");
+    tracing::info!(
+        engine = db.engine(),
+        fsync = cfg.metadata_fsync,
+        "database open"
+    );
 
     // 2. Peer-to-peer transport and membership.
     let secret = cfg.rpc_secret_bytes()?;
@@ -99,7 +103,13 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
     tracing::info!(node = %system.id.to_hex(), "node identity");
 
     // 3. Tables and the admin RPC.
-    let garage = Garage::new(cfg.clone(), db, system.clone(), Clock::system(), Rng::from_os())?;
+    let garage = Garage::new(
+        cfg.clone(),
+        db,
+        system.clone(),
+        Clock::system(),
+        Rng::from_os(),
+    )?;
     AdminRpcHandler::register(garage.clone());
 
     // 4. Listeners: bind everything before serving, so a busy port is a clear error.
@@ -218,7 +228,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
             (Ok(mut i), Ok(mut t)) => {
                 tokio::select! {
                     _ = i.recv() => (),

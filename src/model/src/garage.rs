@@ -75,8 +75,12 @@ impl Garage {
         };
         let key_table = Table::new(Arc::new(KeyTable), full(), system.clone(), db.clone())?;
         let bucket_table = Table::new(Arc::new(BucketTable), full(), system.clone(), db.clone())?;
-        let bucket_alias_table =
-            Table::new(Arc::new(BucketAliasTable), full(), system.clone(), db.clone())?;
+        let bucket_alias_table = Table::new(
+            Arc::new(BucketAliasTable),
+            full(),
+            system.clone(),
+            db.clone(),
+        )?;
 
         #[cfg(feature = "k2v")]
         let k2v = {
@@ -88,8 +92,12 @@ impl Garage {
                 system: system.clone(),
             };
             let counter = IndexCounter::new(&db, system.id, clock.clone())?;
-            let counter_table =
-                Table::new(Arc::new(CounterTable), sharded(), system.clone(), db.clone())?;
+            let counter_table = Table::new(
+                Arc::new(CounterTable),
+                sharded(),
+                system.clone(),
+                db.clone(),
+            )?;
             counter.set_table(counter_table.clone());
             let subscriptions = Arc::new(SubscriptionManager::new());
             let item_table = Table::new(

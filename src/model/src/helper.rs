@@ -102,7 +102,10 @@ impl Garage {
                 what: "key",
                 name: pattern.into(),
             }),
-            1 => Ok(candidates.into_iter().next().expect("invariant: one element")),
+            1 => Ok(candidates
+                .into_iter()
+                .next()
+                .expect("invariant: one element")),
             _ => Err(HelperError::Ambiguous {
                 what: "key",
                 pattern: pattern.into(),
@@ -136,7 +139,12 @@ impl Garage {
                 "invalid secret key: expected 64 hex digits".into(),
             ));
         }
-        if self.key_table.get(&EmptyKey, &id.to_string()).await?.is_some() {
+        if self
+            .key_table
+            .get(&EmptyKey, &id.to_string())
+            .await?
+            .is_some()
+        {
             return Err(HelperError::Refused(format!(
                 "key {id} already exists or existed in this cluster: it cannot be imported"
             )));
@@ -277,7 +285,9 @@ impl Garage {
             )));
         }
         if self.resolve_global_alias(name).await?.is_some() {
-            return Err(HelperError::Refused(format!("bucket {name} already exists")));
+            return Err(HelperError::Refused(format!(
+                "bucket {name} already exists"
+            )));
         }
         let id = Uuid::from_bytes(self.rng.bytes32());
         let mut bucket = Bucket::new(id, self.clock.now_ms());
@@ -290,7 +300,11 @@ impl Garage {
     }
 
     async fn set_global_alias_raw(&self, name: &str, target: Option<Uuid>) -> Result<()> {
-        let alias = match self.bucket_alias_table.get(&EmptyKey, &name.to_string()).await? {
+        let alias = match self
+            .bucket_alias_table
+            .get(&EmptyKey, &name.to_string())
+            .await?
+        {
             Some(mut a) => {
                 a.state.update(target);
                 a
@@ -374,7 +388,9 @@ impl Garage {
         local_key: Option<&str>,
     ) -> Result<Bucket> {
         if !is_valid_bucket_name(new_name) {
-            return Err(HelperError::Refused(format!("invalid bucket name `{new_name}`")));
+            return Err(HelperError::Refused(format!(
+                "invalid bucket name `{new_name}`"
+            )));
         }
         let mut b = self.find_bucket(bucket).await?;
         match local_key {
@@ -394,8 +410,9 @@ impl Garage {
             }
             Some(kp) => {
                 let mut k = self.find_key(kp).await?;
-                if let Some(Some(other)) =
-                    k.params().and_then(|p| p.local_aliases.get(&new_name.to_string()))
+                if let Some(Some(other)) = k
+                    .params()
+                    .and_then(|p| p.local_aliases.get(&new_name.to_string()))
                 {
                     if *other != b.id {
                         return Err(HelperError::Refused(format!(
@@ -405,7 +422,8 @@ impl Garage {
                     }
                 }
                 if let Some(p) = k.params_mut() {
-                    p.local_aliases.update_in_place(new_name.to_string(), Some(b.id));
+                    p.local_aliases
+                        .update_in_place(new_name.to_string(), Some(b.id));
                 }
                 if let Some(p) = b.params_mut() {
                     p.local_aliases
@@ -514,14 +532,11 @@ impl Garage {
             .map(|p| p.authorized_keys.keys().cloned().collect())
             .unwrap_or_default();
         for k in keys {
-            self.set_permissions_raw(&b.id, &k, BucketKeyPerm::NONE).await?;
+            self.set_permissions_raw(&b.id, &k, BucketKeyPerm::NONE)
+                .await?;
         }
         self.set_global_alias_raw(name, None).await?;
-        b = self
-            .bucket_table
-            .get(&EmptyKey, &b.id)
-            .await?
-            .unwrap_or(b);
+        b = self.bucket_table.get(&EmptyKey, &b.id).await?.unwrap_or(b);
         b.state = Deletable::Deleted;
         self.bucket_table.insert(&b).await?;
         Ok(b)

@@ -93,7 +93,9 @@ impl Key {
 
     /// The key's name ("" if deleted).
     pub fn name(&self) -> String {
-        self.params().map(|p| p.name.get().clone()).unwrap_or_default()
+        self.params()
+            .map(|p| p.name.get().clone())
+            .unwrap_or_default()
     }
 
     /// The permission on `bucket`.

@@ -85,7 +85,10 @@ impl Transport for MemoryTransport {
         if to != self.id && (self.net.is_down(&to) || self.net.is_down(&self.id)) {
             return Err(RpcError::NotConnected { node: to });
         }
-        let peer = self.net.get(&to).ok_or(RpcError::NotConnected { node: to })?;
+        let peer = self
+            .net
+            .get(&to)
+            .ok_or(RpcError::NotConnected { node: to })?;
         let from = self.id;
         let fut = async move { peer.registry.dispatch(from, path, &body).await };
         match tokio::time::timeout(timeout, fut).await {

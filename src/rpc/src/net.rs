@@ -159,11 +159,19 @@ impl<M: RpcMessage> Endpoint<M> {
         &self.transport
     }
     /// Calls node `to`.
-    pub async fn call(&self, to: Uuid, msg: &M, timeout: Duration) -> Result<M::Response, RpcError> {
+    pub async fn call(
+        &self,
+        to: Uuid,
+        msg: &M,
+        timeout: Duration,
+    ) -> Result<M::Response, RpcError> {
         let body = rmp_serde::to_vec_named(msg).map_err(|e| RpcError::Encoding {
             message: e.to_string(),
         })?;
-        let resp = self.transport.call_raw(to, &self.path, body, timeout).await?;
+        let resp = self
+            .transport
+            .call_raw(to, &self.path, body, timeout)
+            .await?;
         let resp: Result<M::Response, String> =
             rmp_serde::from_slice(&resp).map_err(|e| RpcError::Encoding {
                 message: e.to_string(),

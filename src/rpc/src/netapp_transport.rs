@@ -62,7 +62,10 @@ struct Dispatcher {
 #[async_trait]
 impl EndpointHandler<Envelope> for Dispatcher {
     async fn handle(self: &Arc<Self>, m: &Envelope, from: NodeID) -> EnvelopeResp {
-        let r = self.registry.dispatch(to_uuid(&from), &m.path, &m.body).await;
+        let r = self
+            .registry
+            .dispatch(to_uuid(&from), &m.path, &m.body)
+            .await;
         EnvelopeResp(r.map(serde_bytes::ByteBuf::from))
     }
 }

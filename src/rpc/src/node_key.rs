@@ -109,11 +109,17 @@ mod tests {
     #[test]
     fn key_is_created_once_and_reread() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(read(dir.path()), Err(NodeKeyError::Missing { .. })));
+        assert!(matches!(
+            read(dir.path()),
+            Err(NodeKeyError::Missing { .. })
+        ));
         let a = read_or_create(dir.path()).expect("create");
         let b = read_or_create(dir.path()).expect("reread");
         assert_eq!(a.id(), b.id());
         std::fs::write(dir.path().join("node_key"), b"short").expect("write");
-        assert!(matches!(read(dir.path()), Err(NodeKeyError::Corrupted { .. })));
+        assert!(matches!(
+            read(dir.path()),
+            Err(NodeKeyError::Corrupted { .. })
+        ));
     }
 }

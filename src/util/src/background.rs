@@ -97,9 +97,8 @@ impl BackgroundRunner {
 
     /// Waits for every worker to stop, at most `deadline`.
     pub async fn join(&self, deadline: Duration) {
-        let handles: Vec<_> = std::mem::take(
-            &mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()),
-        );
+        let handles: Vec<_> =
+            std::mem::take(&mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()));
         let all = futures::future::join_all(handles);
         if tokio::time::timeout(deadline, all).await.is_err() {
             tracing::warn!("some workers did not stop in time");

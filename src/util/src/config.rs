@@ -299,7 +299,10 @@ const GARAGE_ONLY_KEYS: &[(&str, &[&str])] = &[
     ("admin", &["trace_sink"]),
 ];
 
-fn section_keys(table: &[(&str, &'static [&'static str])], section: &str) -> &'static [&'static str] {
+fn section_keys(
+    table: &[(&str, &'static [&'static str])],
+    section: &str,
+) -> &'static [&'static str] {
     table
         .iter()
         .find(|(s, _)| *s == section)
@@ -380,18 +383,19 @@ fn check_keys(root: &toml::Table) -> Vec<ConfigNotice> {
 
 /// Names the key and line of a TOML error when its position is known.
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
-    let Some(span) = e.span().filter(|_| !e.message().starts_with("missing field")) else {
+    let Some(span) = e
+        .span()
+        .filter(|_| !e.message().starts_with("missing field"))
+    else {
         return e.message().to_string();
     };
     let start = span.start.min(text.len());
     let line_no = text[..start].matches('\n').count() + 1;
     let line = text.lines().nth(line_no - 1).unwrap_or("");
     match line.split_once('=') {
-        Some((key, _)) if !line.trim_start().starts_with('[') => format!(
-            "key `{}` (line {line_no}): {}",
-            key.trim(),
-            e.message()
-        ),
+        Some((key, _)) if !line.trim_start().starts_with('[') => {
+            format!("key `{}` (line {line_no}): {}", key.trim(), e.message())
+        }
         _ => format!("line {line_no}: {}", e.message()),
     }
 }
@@ -465,7 +469,9 @@ impl Config {
             }
             Some(_) => (),
         }
-        let cm = self.consistency_mode.get_or_insert_with(|| "consistent".into());
+        let cm = self
+            .consistency_mode
+            .get_or_insert_with(|| "consistent".into());
         if !["consistent", "degraded", "dangerous"].contains(&cm.as_str()) {
             return Err(ConfigError::Invalid {
                 key: "consistency_mode",
@@ -496,8 +502,7 @@ impl Config {
             (None, None) => {
                 return Err(ConfigError::Invalid {
                     key: "rpc_secret",
-                    message: "missing: set rpc_secret, rpc_secret_file or GARAGE_RPC_SECRET"
-                        .into(),
+                    message: "missing: set rpc_secret, rpc_secret_file or GARAGE_RPC_SECRET".into(),
                 })
             }
         };
@@ -563,7 +568,9 @@ admin_token = "x"
         assert!(notices.contains(&ConfigNotice::Unused {
             key: "compression_level".into()
         }));
-        assert!(notices.contains(&ConfigNotice::Unused { key: "s3_web".into() }));
+        assert!(notices.contains(&ConfigNotice::Unused {
+            key: "s3_web".into()
+        }));
         assert!(notices.contains(&ConfigNotice::Unknown {
             key: "metdata_dir".into(),
             suggestion: Some("metadata_dir".into())
@@ -603,7 +610,10 @@ admin_token = "x"
     #[test]
     fn legacy_replication_mode() {
         let cfg = GARAGE_CFG
-            .replace("replication_factor = 3\n", "replication_mode = \"3-degraded\"\n")
+            .replace(
+                "replication_factor = 3\n",
+                "replication_mode = \"3-degraded\"\n",
+            )
             .replace("consistency_mode = \"consistent\"\n", "");
         let (c, _) = Config::parse(&cfg, Path::new("g.toml")).expect("parse");
         assert_eq!((c.rf(), c.consistency()), (3, "degraded"));

@@ -84,9 +84,8 @@ impl Serialize for FixedBytes32 {
 impl<'de> Deserialize<'de> for FixedBytes32 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v: serde_bytes::ByteBuf = Deserialize::deserialize(d)?;
-        Self::try_from_slice(&v).ok_or_else(|| {
-            serde::de::Error::invalid_length(v.len(), &"32 bytes")
-        })
+        Self::try_from_slice(&v)
+            .ok_or_else(|| serde::de::Error::invalid_length(v.len(), &"32 bytes"))
     }
 }
 

@@ -124,7 +124,10 @@ mod tests {
                 b: "migrated".into()
             })
         );
-        let new = V2 { a: 1, b: "x".into() };
+        let new = V2 {
+            a: 1,
+            b: "x".into(),
+        };
         assert_eq!(V2::decode(&new.encode().expect("encode")), Some(new));
         assert_eq!(V2::decode(b"garbage"), None);
     }

@@ -17,7 +17,8 @@ use crate::error::ApiError;
 use crate::http::{empty, json, ResBody};
 
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,11 +41,9 @@ pub async fn handle_insert_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiEr
             CausalContext::parse(ct).map_err(|_| ApiError::InvalidCausalityToken)?;
         }
         let value = match it.v {
-            Some(v) => DvvsValue::Value(
-                BASE64_STANDARD
-                    .decode(v.as_bytes())
-                    .map_err(|_| ApiError::BadRequest(format!("invalid base64 value for {}", it.sk)))?,
-            ),
+            Some(v) => DvvsValue::Value(BASE64_STANDARD.decode(v.as_bytes()).map_err(|_| {
+                ApiError::BadRequest(format!("invalid base64 value for {}", it.sk))
+            })?),
             None => DvvsValue::Deleted,
         };
         if it.sk.is_empty() {
@@ -169,8 +168,7 @@ async fn read_one(ctx: &ReqCtx, q: &ReadBatchQuery) -> Result<ReadBatchResponse,
         let items = item
             .filter(|i| !i.values().is_empty())
             .filter(|i| {
-                (q.tombstones || !i.is_tombstone())
-                    && (!q.conflicts_only || i.values().len() > 1)
+                (q.tombstones || !i.is_tombstone()) && (!q.conflicts_only || i.values().len() > 1)
             })
             .map(|i| vec![ReadBatchItem::of(&i)])
             .unwrap_or_default();
@@ -255,13 +253,22 @@ async fn delete_one(ctx: &ReqCtx, q: &DeleteBatchQuery) -> Result<u64, ApiError>
             .ok_or_else(|| ApiError::BadRequest("singleItem needs start".into()))?;
         return match ctx.garage.k2v.rpc.read_item(&partition, &sk).await? {
             Some(i) if !i.is_tombstone() => {
-                ctx.garage.k2v.rpc.insert_many(vec![tombstone_for(&i)]).await?;
+                ctx.garage
+                    .k2v
+                    .rpc
+                    .insert_many(vec![tombstone_for(&i)])
+                    .await?;
                 Ok(1)
             }
             _ => Ok(0),
         };
     }
-    let mut range = range_bounds(q.prefix.as_deref(), q.start.as_deref(), q.end.as_deref(), false)?;
+    let mut range = range_bounds(
+        q.prefix.as_deref(),
+        q.start.as_deref(),
+        q.end.as_deref(),
+        false,
+    )?;
     let filter = ItemFilter {
         exclude_only_tombstones: true,
         conflicts_only: false,
@@ -299,7 +306,12 @@ pub async fn handle_delete_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiEr
                 "singleItem needs start and no prefix or end".into(),
             ));
         }
-        range_bounds(q.prefix.as_deref(), q.start.as_deref(), q.end.as_deref(), false)?;
+        range_bounds(
+            q.prefix.as_deref(),
+            q.start.as_deref(),
+            q.end.as_deref(),
+            false,
+        )?;
     }
     let mut out = Vec::with_capacity(queries.len());
     for q in queries {

@@ -40,7 +40,13 @@ pub async fn handle_read_index(
     reverse: bool,
 ) -> Result<Response<ResBody>, ApiError> {
     let mut range = range_bounds(prefix.as_deref(), start.as_deref(), end.as_deref(), reverse)?;
-    let nodes = ctx.garage.system.layout().current().storage_nodes().to_vec();
+    let nodes = ctx
+        .garage
+        .system
+        .layout()
+        .current()
+        .storage_nodes()
+        .to_vec();
     let want = limit
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX).saturating_add(1))
         .unwrap_or(usize::MAX);

@@ -49,7 +49,12 @@ pub fn parse_accept(headers: &hyper::HeaderMap) -> Accepts {
     };
     for v in values {
         for t in v.to_str().unwrap_or("").split(',') {
-            let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let t = t
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             match t.as_str() {
                 "application/json" => a.json = true,
                 "application/octet-stream" => a.binary = true,
@@ -157,7 +162,9 @@ pub async fn handle_poll_item(
         ));
     }
     CausalContext::parse(&causality_token).map_err(|_| ApiError::InvalidCausalityToken)?;
-    let timeout = timeout.unwrap_or(DEFAULT_POLL_TIMEOUT).min(MAX_POLL_TIMEOUT);
+    let timeout = timeout
+        .unwrap_or(DEFAULT_POLL_TIMEOUT)
+        .min(MAX_POLL_TIMEOUT);
     let p = partition(&ctx, partition_key);
     let item = ctx
         .garage
@@ -226,9 +233,15 @@ mod tests {
         assert_eq!(acc(None), j(true, false));
         assert_eq!(acc(Some("application/json")), j(true, false));
         assert_eq!(acc(Some("application/octet-stream")), j(false, true));
-        assert_eq!(acc(Some("application/octet-stream, application/json")), j(true, true));
+        assert_eq!(
+            acc(Some("application/octet-stream, application/json")),
+            j(true, true)
+        );
         assert_eq!(acc(Some("*/*")), j(true, true));
         assert_eq!(acc(Some("text/plain")), j(false, false));
-        assert_eq!(acc(Some("application/json;q=0.9 , text/html")), j(true, false));
+        assert_eq!(
+            acc(Some("application/json;q=0.9 , text/html")),
+            j(true, false)
+        );
     }
 }

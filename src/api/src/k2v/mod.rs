@@ -87,8 +87,15 @@ impl K2VApiServer {
         }
 
         let now = self.garage.clock.now_ms();
-        let auth = parse_request(req.method(), req.uri(), req.headers(), &self.region, "k2v", now)?
-            .ok_or_else(|| ApiError::Forbidden("the request is not signed".into()))?;
+        let auth = parse_request(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            &self.region,
+            "k2v",
+            now,
+        )?
+        .ok_or_else(|| ApiError::Forbidden("the request is not signed".into()))?;
         let key = self
             .garage
             .key_table
@@ -144,8 +151,7 @@ impl K2VApiServer {
                 causality_token,
                 timeout,
             } => {
-                item::handle_poll_item(ctx, partition_key, sort_key, causality_token, timeout)
-                    .await
+                item::handle_poll_item(ctx, partition_key, sort_key, causality_token, timeout).await
             }
             Endpoint::InsertItem {
                 partition_key,
@@ -179,7 +185,9 @@ impl K2VApiServer {
         {
             return Ok(id);
         }
-        let alias = g.bucket_alias_table.get_local(&EmptyKey, &name.to_string())?;
+        let alias = g
+            .bucket_alias_table
+            .get_local(&EmptyKey, &name.to_string())?;
         let id = alias
             .and_then(|a| a.bucket())
             .ok_or_else(|| ApiError::NoSuchBucket(name.to_string()))?;

@@ -97,8 +97,16 @@ pub async fn handle_poll_range(
 ) -> Result<Response<ResBody>, ApiError> {
     let q: PollRangeRequest = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
-    range_bounds(q.prefix.as_deref(), q.start.as_deref(), q.end.as_deref(), false)?;
-    let timeout = q.timeout.unwrap_or(DEFAULT_POLL_TIMEOUT).min(MAX_POLL_TIMEOUT);
+    range_bounds(
+        q.prefix.as_deref(),
+        q.start.as_deref(),
+        q.end.as_deref(),
+        false,
+    )?;
+    let timeout = q
+        .timeout
+        .unwrap_or(DEFAULT_POLL_TIMEOUT)
+        .min(MAX_POLL_TIMEOUT);
     let partition = K2VItemPartition {
         bucket_id: ctx.bucket_id,
         partition_key,
@@ -112,7 +120,12 @@ pub async fn handle_poll_range(
         .garage
         .k2v
         .rpc
-        .poll_range(partition, query, q.seen_marker, Duration::from_secs(timeout))
+        .poll_range(
+            partition,
+            query,
+            q.seen_marker,
+            Duration::from_secs(timeout),
+        )
         .await?;
     match res {
         None => Ok(empty(StatusCode::NOT_MODIFIED)),

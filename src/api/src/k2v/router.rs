@@ -115,7 +115,9 @@ fn has(q: &Query, key: &str) -> bool {
 fn sort_key(q: &Query) -> Result<String, ApiError> {
     match get(q, "sort_key") {
         Some(s) if !s.is_empty() => Ok(s.to_string()),
-        _ => Err(ApiError::BadRequest("missing mandatory parameter sort_key".into())),
+        _ => Err(ApiError::BadRequest(
+            "missing mandatory parameter sort_key".into(),
+        )),
     }
 }
 
@@ -137,7 +139,9 @@ fn parse_bool(q: &Query, key: &str) -> Result<bool, ApiError> {
         None => Ok(false),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
-        Some(s) => Err(ApiError::BadRequest(format!("invalid value for {key}: `{s}`"))),
+        Some(s) => Err(ApiError::BadRequest(format!(
+            "invalid value for {key}: `{s}`"
+        ))),
     }
 }
 
@@ -209,9 +213,9 @@ impl Endpoint {
             ("POST" | "SEARCH", Some(_)) => Err(ApiError::BadRequest(
                 "on a partition key, POST and SEARCH need ?poll_range".into(),
             )),
-            ("PUT" | "DELETE", None) => Err(ApiError::BadRequest(
-                "missing partition key in path".into(),
-            )),
+            ("PUT" | "DELETE", None) => {
+                Err(ApiError::BadRequest("missing partition key in path".into()))
+            }
             (m, _) => Err(ApiError::MethodNotAllowed(format!(
                 "method {m} is not supported by the K2V API"
             ))),
@@ -270,15 +274,27 @@ mod tests {
                 sort_key: "a/b".into()
             }
         );
-        assert!(matches!(ep("GET", "/b/pk", "sort_key=").unwrap_err(), ApiError::BadRequest(_)));
-        assert!(matches!(ep("GET", "/b/pk", "").unwrap_err(), ApiError::BadRequest(_)));
+        assert!(matches!(
+            ep("GET", "/b/pk", "sort_key=").unwrap_err(),
+            ApiError::BadRequest(_)
+        ));
+        assert!(matches!(
+            ep("GET", "/b/pk", "").unwrap_err(),
+            ApiError::BadRequest(_)
+        ));
         assert!(matches!(
             ep("GET", "/b/pk", "sort_key=s&causality_token=x&timeout=5").expect("poll"),
-            Endpoint::PollItem { timeout: Some(5), .. }
+            Endpoint::PollItem {
+                timeout: Some(5),
+                ..
+            }
         ));
         assert_eq!(ep("POST", "/b", "search").expect("rb"), Endpoint::ReadBatch);
         assert_eq!(ep("SEARCH", "/b", "").expect("rb"), Endpoint::ReadBatch);
-        assert_eq!(ep("POST", "/b", "delete").expect("db"), Endpoint::DeleteBatch);
+        assert_eq!(
+            ep("POST", "/b", "delete").expect("db"),
+            Endpoint::DeleteBatch
+        );
         assert_eq!(ep("POST", "/b", "").expect("ib"), Endpoint::InsertBatch);
         assert!(matches!(
             ep("SEARCH", "/b/pk", "poll_range").expect("pr"),

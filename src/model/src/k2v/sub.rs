@@ -26,7 +26,11 @@ impl SubscriptionManager {
     }
 
     /// Receives every new state of one item.
-    pub fn subscribe_item(&self, p: &K2VItemPartition, sort_key: &str) -> broadcast::Receiver<K2VItem> {
+    pub fn subscribe_item(
+        &self,
+        p: &K2VItemPartition,
+        sort_key: &str,
+    ) -> broadcast::Receiver<K2VItem> {
         let mut m = self.items.lock().unwrap_or_else(|e| e.into_inner());
         m.entry((p.hash(), sort_key.to_string()))
             .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
