@@ -6,7 +6,8 @@ pub mod item;
 pub mod range;
 pub mod router;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -33,6 +34,18 @@ pub struct K2VApiServer {
     /// Largest accepted body.
     pub max_body_size: u64,
     signing_keys: SigningKeyCache,
+    key_cache: Mutex<HashMap<String, (u64, Option<Arc<Key>>)>>,
+    bucket_cache: Mutex<HashMap<String, BucketCacheEntry>>,
+}
+
+/// Table generations (aliases, buckets) and the bucket a name resolved to.
+type BucketCacheEntry = ((u64, u64), Option<Uuid>);
+
+/// Entries kept in each lookup cache before it is emptied.
+const CACHE_MAX: usize = 10_000;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a handler gets besides the body.
@@ -42,7 +55,7 @@ pub struct ReqCtx {
     /// The bucket.
     pub bucket_id: Uuid,
     /// The authenticated key.
-    pub key: Key,
+    pub key: Arc<Key>,
     /// Request headers.
     pub headers: hyper::HeaderMap,
     /// The body (empty for GET).
@@ -57,6 +70,8 @@ impl K2VApiServer {
             region,
             max_body_size,
             signing_keys: SigningKeyCache::new(),
+            key_cache: Mutex::new(HashMap::new()),
+            bucket_cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -97,10 +112,7 @@ impl K2VApiServer {
         )?
         .ok_or_else(|| ApiError::Forbidden("the request is not signed".into()))?;
         let key = self
-            .garage
-            .key_table
-            .get_local(&EmptyKey, &auth.key_id().to_string())?
-            .filter(|k| !k.state.is_deleted())
+            .cached_key(auth.key_id())?
             .ok_or_else(|| ApiError::Forbidden(format!("no such key: {}", auth.key_id())))?;
         let secret = key
             .params()
@@ -177,6 +189,29 @@ impl K2VApiServer {
         }
     }
 
+    /// The live key `key_id`, from a cache refreshed whenever the key table
+    /// changes (its generation moves after every committed change).
+    fn cached_key(&self, key_id: &str) -> Result<Option<Arc<Key>>, ApiError> {
+        let gen = self.garage.key_table.data.generation();
+        if let Some((g, k)) = lock(&self.key_cache).get(key_id) {
+            if *g == gen {
+                return Ok(k.clone());
+            }
+        }
+        let k = self
+            .garage
+            .key_table
+            .get_local(&EmptyKey, &key_id.to_string())?
+            .filter(|k| !k.state.is_deleted())
+            .map(Arc::new);
+        let mut cache = lock(&self.key_cache);
+        if cache.len() > CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key_id.to_string(), (gen, k.clone()));
+        Ok(k)
+    }
+
     async fn resolve_bucket(&self, name: &str, key: &Key) -> Result<Uuid, ApiError> {
         let g = &self.garage;
         if let Some(id) = key
@@ -185,16 +220,31 @@ impl K2VApiServer {
         {
             return Ok(id);
         }
+        let generation = (
+            g.bucket_alias_table.data.generation(),
+            g.bucket_table.data.generation(),
+        );
+        if let Some((gen, id)) = lock(&self.bucket_cache).get(name) {
+            if *gen == generation {
+                return id.ok_or_else(|| ApiError::NoSuchBucket(name.to_string()));
+            }
+        }
         let alias = g
             .bucket_alias_table
             .get_local(&EmptyKey, &name.to_string())?;
-        let id = alias
-            .and_then(|a| a.bucket())
-            .ok_or_else(|| ApiError::NoSuchBucket(name.to_string()))?;
-        match g.bucket_table.get_local(&EmptyKey, &id)? {
-            Some(b) if !b.state.is_deleted() => Ok(id),
-            _ => Err(ApiError::NoSuchBucket(name.to_string())),
+        let id = match alias.and_then(|a| a.bucket()) {
+            Some(id) => match g.bucket_table.get_local(&EmptyKey, &id)? {
+                Some(b) if !b.state.is_deleted() => Some(id),
+                _ => None,
+            },
+            None => None,
+        };
+        let mut cache = lock(&self.bucket_cache);
+        if cache.len() > CACHE_MAX {
+            cache.clear();
         }
+        cache.insert(name.to_string(), (generation, id));
+        id.ok_or_else(|| ApiError::NoSuchBucket(name.to_string()))
     }
 
     async fn handle_options<B>(
