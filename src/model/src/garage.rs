@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use garage_db::Db;
 use garage_rpc::system::System;
-use garage_table::{Table, TableFullReplication, TableShardedReplication};
+use garage_table::{Table, TableFullReplication};
 use garage_util::background::BackgroundRunner;
 use garage_util::config::Config;
 use garage_util::rng::Rng;
@@ -88,7 +88,7 @@ impl Garage {
             use crate::k2v::item_table::K2VItemTable;
             use crate::k2v::rpc::{k2v_node_id, K2VRpcHandler};
             use crate::k2v::sub::SubscriptionManager;
-            let sharded = || TableShardedReplication {
+            let sharded = || garage_table::TableShardedReplication {
                 system: system.clone(),
             };
             let counter = IndexCounter::new(&db, system.id, clock.clone())?;

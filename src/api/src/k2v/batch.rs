@@ -4,13 +4,12 @@ use base64::prelude::{Engine as _, BASE64_STANDARD};
 use hyper::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use garage_model::k2v::causality::CausalContext;
 use garage_model::k2v::item::{DvvsValue, K2VItem, K2VItemPartition};
 use garage_model::k2v::item_table::ItemFilter;
 use garage_model::k2v::rpc::InsertedItem;
 use garage_table::SortRange;
 
-use super::item::values_json;
+use super::item::{check_token, values_json};
 use super::range::range_bounds;
 use super::ReqCtx;
 use crate::error::ApiError;
@@ -38,7 +37,7 @@ pub async fn handle_insert_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiEr
     let mut ops = Vec::with_capacity(items.len());
     for it in items {
         if let Some(ct) = &it.ct {
-            CausalContext::parse(ct).map_err(|_| ApiError::InvalidCausalityToken)?;
+            check_token(ct, ctx.garage.clock.now_ms())?;
         }
         let value = match it.v {
             Some(v) => DvvsValue::Value(BASE64_STANDARD.decode(v.as_bytes()).map_err(|_| {

@@ -121,12 +121,27 @@ fn partition(ctx: &ReqCtx, partition_key: String) -> K2VItemPartition {
     }
 }
 
+/// How far in the future a token's times may be: times are write
+/// timestamps in milliseconds, so a token far ahead of the clock is forged
+/// and would push the node's clock forward for good.
+const MAX_TOKEN_AHEAD_MS: u64 = 24 * 3600 * 1000;
+
+/// Checks a causality token: well-formed, and no time absurdly ahead of now.
+pub fn check_token(s: &str, now_ms: u64) -> Result<(), ApiError> {
+    let ctx = CausalContext::parse(s).map_err(|_| ApiError::InvalidCausalityToken)?;
+    let limit = now_ms.saturating_add(MAX_TOKEN_AHEAD_MS);
+    if ctx.vector_clock.values().any(|t| *t > limit) {
+        return Err(ApiError::InvalidCausalityToken);
+    }
+    Ok(())
+}
+
 fn token_from_header(ctx: &ReqCtx) -> Result<Option<String>, ApiError> {
     match ctx.headers.get(CAUSALITY_TOKEN_HEADER) {
         None => Ok(None),
         Some(v) => {
             let s = v.to_str().map_err(|_| ApiError::InvalidCausalityToken)?;
-            CausalContext::parse(s).map_err(|_| ApiError::InvalidCausalityToken)?;
+            check_token(s, ctx.garage.clock.now_ms())?;
             Ok(Some(s.to_string()))
         }
     }
@@ -161,7 +176,7 @@ pub async fn handle_poll_item(
             "accept application/json or application/octet-stream".into(),
         ));
     }
-    CausalContext::parse(&causality_token).map_err(|_| ApiError::InvalidCausalityToken)?;
+    check_token(&causality_token, ctx.garage.clock.now_ms())?;
     let timeout = timeout
         .unwrap_or(DEFAULT_POLL_TIMEOUT)
         .min(MAX_POLL_TIMEOUT);
@@ -225,6 +240,24 @@ mod tests {
             h.insert(ACCEPT, HeaderValue::from_str(v).expect("hv"));
         }
         parse_accept(&h)
+    }
+
+    #[test]
+    fn forged_future_tokens_are_refused() {
+        let now = 1_800_000_000_000u64;
+        let tok = |t: u64| {
+            CausalContext {
+                vector_clock: [(7u64, t)].into_iter().collect(),
+            }
+            .serialize()
+        };
+        assert!(check_token(&tok(now - 5), now).is_ok());
+        assert!(check_token(&tok(now + 60_000), now).is_ok());
+        assert!(matches!(
+            check_token(&tok(u64::MAX), now),
+            Err(ApiError::InvalidCausalityToken)
+        ));
+        assert!(check_token("not a token!", now).is_err());
     }
 
     #[test]
