@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use crate::common::{Node, NodeOpts};
 
 fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
         std::thread::sleep(Duration::from_millis(250));
     }
+    eprintln!("[{:>5.1}s] {what}", start.elapsed().as_secs_f64());
 }
 
 fn section<'a>(out: &'a str, title: &str) -> &'a str {
@@ -46,12 +48,24 @@ fn three_nodes_three_zones_layout_and_failure() {
         wait_until(30, "3 healthy nodes", || {
             let st = n.cli_ok(&["status"]);
             let healthy = section(&st, "==== HEALTHY NODES ====");
-            [&id1, &id2, &id3].iter().all(|id| healthy.contains(&id[..16]))
+            [&id1, &id2, &id3]
+                .iter()
+                .all(|id| healthy.contains(&id[..16]))
         });
     }
 
     // Stage through node 1.
-    n1.cli_ok(&["layout", "assign", &id1[..10], "-z", "dc1", "-c", "1G", "-t", "a"]);
+    n1.cli_ok(&[
+        "layout",
+        "assign",
+        &id1[..10],
+        "-z",
+        "dc1",
+        "-c",
+        "1G",
+        "-t",
+        "a",
+    ]);
     n1.cli_ok(&["layout", "assign", &id2[..10], "-z", "dc2", "-c", "2G"]);
     n1.cli_ok(&["layout", "assign", &id3[..10], "-z", "dc3", "-c", "1GB"]);
     // Shown through node 2.
@@ -63,7 +77,8 @@ fn three_nodes_three_zones_layout_and_failure() {
     });
     // Applied through node 3 (once it has the staged changes too).
     wait_until(30, "staged changes visible on node 3", || {
-        n3.cli_ok(&["layout", "show"]).contains("garage layout apply --version 1")
+        n3.cli_ok(&["layout", "show"])
+            .contains("garage layout apply --version 1")
     });
     let out = n3.cli_ok(&["layout", "apply", "--version", "1"]);
     assert!(out.contains("Optimal partition size:"), "{out}");
@@ -81,7 +96,10 @@ fn three_nodes_three_zones_layout_and_failure() {
     let hist = n2.cli_ok(&["layout", "history"]);
     assert!(hist.contains("#1") && hist.contains("current"), "{hist}");
     // Applying an already used version number is refused.
-    assert!(!n1.cli(&["layout", "apply", "--version", "1"]).status.success());
+    assert!(!n1
+        .cli(&["layout", "apply", "--version", "1"])
+        .status
+        .success());
 
     // Kill node 3: it shows under FAILED NODES.
     n3.kill();

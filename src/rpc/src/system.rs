@@ -23,8 +23,9 @@ use garage_util::encode::Migrate;
 use crate::layout::{LayoutDigest, LayoutHistory};
 use crate::net::{Endpoint, Handler, RpcMessage, Transport};
 
-/// How often status is exchanged.
-pub const STATUS_EXCHANGE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often status is exchanged. Sending it is also how a dead peer is
+/// noticed quickly: the transport only sees a closed connection on a write.
+pub const STATUS_EXCHANGE_INTERVAL: Duration = Duration::from_secs(3);
 
 /// What a node tells its peers about itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -402,6 +403,23 @@ impl System {
                 ours = self.config.rf,
                 "peer has a different replication factor"
             );
+        }
+        // A peer that talks to us but that we consider down (it restarted
+        // while our reconnection was backing off): connect back now.
+        if let Some(addr) = st.rpc_public_addr {
+            let known_up = self
+                .transport
+                .peers()
+                .iter()
+                .any(|p| p.id == from && p.is_up);
+            if !known_up {
+                let t = self.transport.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = t.connect(from, addr).await {
+                        tracing::debug!(error = %e, "cannot connect back to a peer");
+                    }
+                });
+            }
         }
         let ours = self.layout().digest();
         let differs = st.layout_digest != ours;
