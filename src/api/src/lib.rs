@@ -8,6 +8,8 @@
 //! - `k2v` (feature `k2v`): the K2V router and handlers.
 //! - [`admin`]: the admin API (health).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod admin;
 pub mod error;
 pub mod http;

@@ -9,6 +9,8 @@
 //!   subscriptions, and the K2V RPC.
 //! - [`garage`]: the [`garage::Garage`] struct that owns all of them.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod bucket_alias_table;
 pub mod bucket_table;
 pub mod garage;

@@ -11,6 +11,7 @@
 //! - [`layout`]: the cluster layout (role table, staging, assignment).
 //! - [`system`]: membership, status exchange and the layout manager.
 #![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod error;
 pub mod layout;

@@ -7,6 +7,7 @@
 //! together: local storage with a Merkle "todo" kept current, quorum reads
 //! with read repair, and quorum writes.
 #![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod data;
 mod error;

@@ -34,9 +34,12 @@ pub struct K2VApiServer {
     /// Largest accepted body.
     pub max_body_size: u64,
     signing_keys: SigningKeyCache,
-    key_cache: Mutex<HashMap<String, (u64, Option<Arc<Key>>)>>,
+    key_cache: Mutex<HashMap<String, KeyCacheEntry>>,
     bucket_cache: Mutex<HashMap<String, BucketCacheEntry>>,
 }
+
+/// Key table generation and the live key it had.
+type KeyCacheEntry = (u64, Option<Arc<Key>>);
 
 /// Table generations (aliases, buckets) and the bucket a name resolved to.
 type BucketCacheEntry = ((u64, u64), Option<Uuid>);
