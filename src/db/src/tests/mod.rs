@@ -2,15 +2,14 @@
 //!
 //! `suite` holds the behaviour tests, `model` a property test against a
 //! `BTreeMap`, `crash` a SIGKILL test with a real child process,
-//! `power_loss` the simulated-disk tests, and `bench` an ignored throughput
-//! measurement. [`engine_suite!`] instantiates the
+//! `power_loss` the simulated-disk tests (the throughput benchmark is the
+//! `commit_rate` example). [`engine_suite!`] instantiates the
 //! shared ones once per engine.
 
 use std::path::Path;
 
 use crate::{Db, Engine, OpenOptions};
 
-mod bench;
 #[cfg(any(feature = "redb", feature = "sled"))]
 mod crash;
 mod model;

@@ -1,13 +1,13 @@
 //! Commit throughput, printed rather than asserted (machines differ).
 //!
-//! Run with `cargo test -p garage_db --all-features --release -- --ignored
-//! --nocapture commit_rate`. The database lives in `GARAGE_DB_BENCH_DIR` if
+//! Run with `cargo run -p garage_db --all-features --release --example
+//! commit_rate`. The database lives in `GARAGE_DB_BENCH_DIR` if
 //! set (use a directory on the disk you care about: /tmp is often tmpfs,
 //! where fsync costs nothing), else in a temporary directory.
 
 use std::time::{Duration, Instant};
 
-use crate::{Db, Engine, OpenOptions, TxError};
+use garage_db::{Db, Engine, OpenOptions, TxError};
 
 fn rate(db: &Db, budget: Duration) -> (f64, f64) {
     let t = db.open_tree("bench").expect("tree");
@@ -34,9 +34,7 @@ fn rate(db: &Db, budget: Duration) -> (f64, f64) {
     (inserts, txs)
 }
 
-#[test]
-#[ignore = "benchmark; run by hand"]
-fn commit_rate() {
+fn main() {
     let base = std::env::var_os("GARAGE_DB_BENCH_DIR");
     let mut cases = vec![(Engine::Memory, false)];
     if cfg!(feature = "redb") {
