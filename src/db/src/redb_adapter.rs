@@ -16,6 +16,10 @@
 //! `begin_write`) and reads use their own snapshot, so the engine needs no
 //! lock of its own except for the tree index.
 
+/// Bytes of redb page cache: the server's memory grows to about this much
+/// under load, then stays flat.
+pub const CACHE_SIZE: usize = 256 << 20;
+
 use std::fs;
 use std::ops::Bound;
 use std::path::Path;
@@ -170,8 +174,12 @@ impl RedbDb {
     }
 
     /// Opens or creates a database on any backend (used by the simulated disk).
+    ///
+    /// The page cache is bounded by [`CACHE_SIZE`] (redb's own default is
+    /// 1 GiB, which shows up as a server RSS growing to that size).
     pub fn with_backend(backend: impl StorageBackend) -> Result<RedbDb> {
         let db = Builder::new()
+            .set_cache_size(CACHE_SIZE)
             .create_with_backend(backend)
             .map_err(e("open"))?;
         let mut index = TreeIndex::default();
