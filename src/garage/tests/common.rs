@@ -15,10 +15,26 @@ use hyper_util::rt::TokioExecutor;
 
 use garage_api::signature::{sign_request, PayloadHash, SigningParams};
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, picked below the kernel's ephemeral range
+/// (usually 32768 and up) so that outgoing connections of other tests cannot
+/// take it between this probe and the node's bind.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let start = 15_000 + (std::process::id() % 1000) as u16 * 10;
+        let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::Relaxed);
+        if p >= 32_000 {
+            NEXT.store(15_000, Ordering::Relaxed);
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// The `garage` binary under test.
@@ -568,9 +584,28 @@ pub fn enc(s: &str) -> String {
     garage_api::signature::uri_encode(s.as_bytes(), false)
 }
 
+/// [`Node::start`], retried (at most 3 times) when the node dies at start.
+/// `free_port` picks ports in the ephemeral range, so a port can be taken by
+/// an outgoing connection of a parallel test before the node binds it
+/// (`AddrInUse`, the node aborts); new ports are picked on each attempt.
+pub fn start_node(opts: NodeOpts) -> Node {
+    let mut attempt = 1;
+    loop {
+        let o = opts.clone();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || Node::start(o))) {
+            Ok(node) => return node,
+            Err(e) if attempt >= 3 => std::panic::resume_unwind(e),
+            Err(_) => {
+                eprintln!("node did not start (attempt {attempt}), retrying on new ports");
+                attempt += 1;
+            }
+        }
+    }
+}
+
 /// Starts a single node with a bucket `bucket` and a K2V client for it.
 pub fn single_node(opts: NodeOpts) -> (Node, K2v) {
-    let node = Node::start(opts);
+    let node = start_node(opts);
     let creds = node.setup_single("bucket");
     let k2v = K2v::new(node.endpoint(), creds);
     (node, k2v)

@@ -557,13 +557,12 @@ impl K2VRpcHandler {
     ) -> Result<Vec<K2VItem>, K2VError> {
         let mut rx = self.subscriptions.subscribe_partition(&partition);
         let sort_range = sort_range_of(&range);
-        let all = self.item_table.data.read_range(
-            &partition.hash(),
-            &sort_range,
-            None,
-            usize::MAX,
-            false,
-        )?;
+        let read_all = || {
+            self.item_table
+                .data
+                .read_range(&partition.hash(), &sort_range, None, usize::MAX, false)
+        };
+        let all = read_all()?;
         let Some(seen_str) = seen_str else {
             return Ok(all);
         };
@@ -577,19 +576,29 @@ impl K2VRpcHandler {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => return Ok(vec![]),
                 Ok(Ok(i)) if range.matches(&i.sort_key) && seen.is_new_item(&i) => {
-                    return Ok(vec![i])
+                    // Answer with EVERY new item of the range, not only the
+                    // one notified: the coordinator raises the marker's clock
+                    // for this node to the largest time returned, which claims
+                    // all of this node's earlier writes. Notifications are
+                    // sent after commit, outside the transaction, so a write
+                    // with a larger time can be notified before an earlier
+                    // one; re-reading (every write up to `i` is committed)
+                    // keeps that earlier write from being marked seen unsent.
+                    let mut new: Vec<K2VItem> = read_all()?
+                        .into_iter()
+                        .filter(|x| seen.is_new_item(x))
+                        .collect();
+                    if !new.iter().any(|x| x.sort_key == i.sort_key) {
+                        new.push(i);
+                    }
+                    return Ok(new);
                 }
                 Ok(Ok(_)) => (),
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    let all = self.item_table.data.read_range(
-                        &partition.hash(),
-                        &sort_range,
-                        None,
-                        usize::MAX,
-                        false,
-                    )?;
-                    let new: Vec<K2VItem> =
-                        all.into_iter().filter(|i| seen.is_new_item(i)).collect();
+                    let new: Vec<K2VItem> = read_all()?
+                        .into_iter()
+                        .filter(|i| seen.is_new_item(i))
+                        .collect();
                     if !new.is_empty() {
                         return Ok(new);
                     }

@@ -61,10 +61,11 @@ impl Conn {
 
     async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, TransportError> {
         if self.sender.as_ref().map(|s| s.is_closed()).unwrap_or(true) {
-            let stream = tokio::time::timeout(self.target.timeout, TcpStream::connect(self.target.addr))
-                .await
-                .map_err(|_| TransportError("connect_timeout", "connect timed out".into()))?
-                .map_err(|e| TransportError("connect", e.to_string()))?;
+            let stream =
+                tokio::time::timeout(self.target.timeout, TcpStream::connect(self.target.addr))
+                    .await
+                    .map_err(|_| TransportError("connect_timeout", "connect timed out".into()))?
+                    .map_err(|e| TransportError("connect", e.to_string()))?;
             let _ = stream.set_nodelay(true);
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await

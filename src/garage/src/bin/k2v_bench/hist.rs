@@ -67,11 +67,6 @@ impl Histogram {
         self.max = self.max.max(other.max);
     }
 
-    /// Number of samples.
-    pub fn count(&self) -> u64 {
-        self.total
-    }
-
     /// Largest sample.
     pub fn max(&self) -> u64 {
         self.max
@@ -109,7 +104,19 @@ mod tests {
 
     #[test]
     fn buckets_are_contiguous() {
-        for v in [0u64, 1, 127, 128, 129, 255, 256, 1000, 65_535, 1 << 40, u64::MAX >> 1] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            129,
+            255,
+            256,
+            1000,
+            65_535,
+            1 << 40,
+            u64::MAX >> 1,
+        ] {
             let i = index(v);
             assert!(upper(i) >= v, "v={v} i={i} upper={}", upper(i));
             if i > 0 {

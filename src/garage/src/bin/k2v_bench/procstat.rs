@@ -89,3 +89,18 @@ pub async fn sample_rss(pid: String, stop: tokio::sync::watch::Receiver<bool>) -
         }
     }
 }
+
+/// Busy CPU time of the whole machine (all cores; `/proc/stat` minus idle and iowait), seconds.
+pub fn machine_busy_secs(tck: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest counted in user already)
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((total - idle) as f64 / tck)
+}
