@@ -20,6 +20,8 @@
 /// under load, then stays flat.
 pub const CACHE_SIZE: usize = 256 << 20;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs;
 use std::ops::Bound;
 use std::path::Path;
@@ -279,16 +281,16 @@ impl IDb for RedbDb {
     }
 
     fn insert(&self, tree: TreeRef<'_>, key: &[u8], value: &[u8]) -> Result<()> {
-        self.autocommit(|wtx| RedbTx { wtx }.insert(tree, key, value))
+        self.autocommit(|wtx| RedbTx::new(wtx).insert(tree, key, value))
     }
 
     fn remove(&self, tree: TreeRef<'_>, key: &[u8]) -> Result<()> {
-        self.autocommit(|wtx| RedbTx { wtx }.remove(tree, key))
+        self.autocommit(|wtx| RedbTx::new(wtx).remove(tree, key))
     }
 
     fn transaction(&self, body: &mut dyn FnMut(&mut dyn ITx) -> bool) -> Result<()> {
         let wtx = self.begin_write()?;
-        let commit = body(&mut RedbTx { wtx: &wtx });
+        let commit = body(&mut RedbTx::new(&wtx));
         if commit {
             wtx.commit().map_err(e("commit"))
         } else {
@@ -297,46 +299,63 @@ impl IDb for RedbDb {
     }
 }
 
-/// A redb write transaction; tables are opened per operation, since redb
-/// allows one open handle per table and transaction.
+/// A redb write transaction. Each table is opened once per transaction and
+/// kept open until the transaction ends (redb allows one open handle per
+/// table and transaction; opening and closing it on every operation would
+/// rewrite the table's root entry each time).
 struct RedbTx<'a> {
     wtx: &'a WriteTransaction,
+    open: RefCell<HashMap<String, redb::Table<'a, &'static [u8], &'static [u8]>>>,
+}
+
+impl<'a> RedbTx<'a> {
+    fn new(wtx: &'a WriteTransaction) -> Self {
+        Self {
+            wtx,
+            open: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn with_table<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut redb::Table<'a, &'static [u8], &'static [u8]>) -> Result<R>,
+    ) -> Result<R> {
+        let mut open = self.open.borrow_mut();
+        if let Some(t) = open.get_mut(name) {
+            return f(t);
+        }
+        let mut t = self.wtx.open_table(def(name)).map_err(e("open_table"))?;
+        let r = f(&mut t);
+        open.insert(name.to_string(), t);
+        r
+    }
 }
 
 impl ITx for RedbTx<'_> {
     fn get(&self, tree: TreeRef<'_>, key: &[u8]) -> Result<Option<Value>> {
-        let t = self
-            .wtx
-            .open_table(def(tree.name))
-            .map_err(e("open_table"))?;
-        let v = t.get(key).map_err(e("get"))?;
-        Ok(v.map(|v| v.value().to_vec()))
+        self.with_table(tree.name, |t| {
+            let v = t.get(key).map_err(e("get"))?;
+            Ok(v.map(|v| v.value().to_vec()))
+        })
     }
 
     fn insert(&mut self, tree: TreeRef<'_>, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut t = self
-            .wtx
-            .open_table(def(tree.name))
-            .map_err(e("open_table"))?;
-        t.insert(key, value).map_err(e("insert"))?;
-        Ok(())
+        self.with_table(tree.name, |t| {
+            t.insert(key, value).map_err(e("insert"))?;
+            Ok(())
+        })
     }
 
     fn remove(&mut self, tree: TreeRef<'_>, key: &[u8]) -> Result<()> {
-        let mut t = self
-            .wtx
-            .open_table(def(tree.name))
-            .map_err(e("open_table"))?;
-        t.remove(key).map_err(e("remove"))?;
-        Ok(())
+        self.with_table(tree.name, |t| {
+            t.remove(key).map_err(e("remove"))?;
+            Ok(())
+        })
     }
 
     fn range(&self, tree: TreeRef<'_>, q: &RangeQuery<'_>) -> Result<Vec<(Value, Value)>> {
-        let t = self
-            .wtx
-            .open_table(def(tree.name))
-            .map_err(e("open_table"))?;
-        table_range(&t, q)
+        self.with_table(tree.name, |t| table_range(&*t, q))
     }
 }
 
