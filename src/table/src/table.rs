@@ -159,8 +159,13 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         let w = self.replication.write_quorum();
         let mut by_set: BTreeMap<Vec<Uuid>, Vec<ByteBuf>> = BTreeMap::new();
         for e in entries {
+            let sets = self.replication.write_sets(&e.partition_key().hash());
+            // Nothing to send when this node is the only replica (rf 1).
+            if sets.iter().all(|s| s.iter().all(|n| *n == me)) {
+                continue;
+            }
             let enc = Self::encode(e)?;
-            for mut set in self.replication.write_sets(&e.partition_key().hash()) {
+            for mut set in sets {
                 set.sort();
                 by_set.entry(set).or_default().push(enc.clone());
             }

@@ -20,7 +20,7 @@ use garage_table::{Entry, Table, TableSchema, TableShardedReplication};
 use garage_util::background::{Worker, WorkerState};
 use garage_util::crdt::Crdt;
 use garage_util::data::Uuid;
-use garage_util::encode::{from_msgpack, to_msgpack, Migrate, NoPrevious};
+use garage_util::encode::{Migrate, NoPrevious};
 use garage_util::time::Clock;
 
 use super::item::ItemCounts;
@@ -118,7 +118,39 @@ impl TableSchema for CounterTable {
 /// The replicated counter table type.
 pub type CounterTableT = Table<CounterTable, TableShardedReplication>;
 
-type LocalCounts = BTreeMap<String, (u64, i64)>;
+/// This node's counts of one (bucket, partition key): per counter of
+/// [`COUNTER_NAMES`], (timestamp, value). Stored as 4 × (u64 BE, i64 BE):
+/// fixed size, no field names, since it is rewritten on every item change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LocalCounts([(u64, i64); 4]);
+
+impl LocalCounts {
+    const LEN: usize = 64;
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::LEN {
+            return None;
+        }
+        let mut out = [(0u64, 0i64); 4];
+        for (i, c) in b.chunks_exact(16).enumerate() {
+            let mut ts = [0u8; 8];
+            let mut v = [0u8; 8];
+            ts.copy_from_slice(&c[..8]);
+            v.copy_from_slice(&c[8..]);
+            out[i] = (u64::from_be_bytes(ts), i64::from_be_bytes(v));
+        }
+        Some(Self(out))
+    }
+
+    fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        for (i, (ts, v)) in self.0.iter().enumerate() {
+            out[i * 16..i * 16 + 8].copy_from_slice(&ts.to_be_bytes());
+            out[i * 16 + 8..i * 16 + 16].copy_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+}
 
 /// This node's local counters and the queue that feeds the counter table.
 pub struct IndexCounter {
@@ -175,20 +207,19 @@ impl IndexCounter {
             return Ok(());
         }
         let key = counter_key(bucket, pk);
-        let mut counts: LocalCounts = tx
-            .get(&self.local, &key)?
-            .and_then(|b| from_msgpack(&b))
-            .unwrap_or_default();
+        let mut counts = match tx.get(&self.local, &key)? {
+            Some(b) => LocalCounts::decode(&b).ok_or_else(|| garage_db::Error::Corrupted {
+                engine: "k2v counters",
+                message: format!("local counter entry of {} bytes", b.len()),
+            })?,
+            None => LocalCounts::default(),
+        };
         let now = self.clock.now_ms();
-        for (name, d) in COUNTER_NAMES.iter().zip(deltas) {
-            let e = counts.entry(name.to_string()).or_insert((0, 0));
+        for (e, d) in counts.0.iter_mut().zip(deltas) {
             e.0 = std::cmp::max(e.0 + 1, now);
             e.1 += d;
         }
-        let enc = to_msgpack(&counts).map_err(|e| garage_db::Error::Engine {
-            engine: "counter",
-            message: e.to_string(),
-        })?;
+        let enc = counts.encode();
         tx.insert(&self.local, &key, &enc)?;
         tx.insert(&self.queue, &key, &enc)?;
         Ok(())
@@ -232,10 +263,14 @@ impl IndexCounter {
                 self.queue.remove(k).map_err(|e| e.to_string())?;
                 continue;
             };
-            let counts: LocalCounts = from_msgpack(v).unwrap_or_default();
+            let Some(counts) = LocalCounts::decode(v) else {
+                tracing::warn!("dropping a malformed counter queue entry");
+                self.queue.remove(k).map_err(|e| e.to_string())?;
+                continue;
+            };
             let mut values = BTreeMap::new();
-            for (name, tv) in counts {
-                values.insert(name, BTreeMap::from([(self.this_node, tv)]));
+            for (name, tv) in COUNTER_NAMES.iter().zip(counts.0) {
+                values.insert(name.to_string(), BTreeMap::from([(self.this_node, tv)]));
             }
             entries.push(CounterEntry {
                 bucket_id: bucket,
@@ -320,6 +355,13 @@ mod tests {
         ) {
             laws::check(&entry(a), &entry(b), &entry(c));
         }
+    }
+
+    #[test]
+    fn local_counts_round_trip() {
+        let c = LocalCounts([(1, -1), (u64::MAX, i64::MIN), (0, 0), (7, i64::MAX)]);
+        assert_eq!(LocalCounts::decode(&c.encode()), Some(c));
+        assert_eq!(LocalCounts::decode(&[0u8; 63]), None);
     }
 
     #[test]
