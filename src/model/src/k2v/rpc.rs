@@ -149,8 +149,35 @@ pub struct K2VRpcHandler {
     local: Tree,
     node_id: K2VNodeId,
     clock: Clock,
-    pending: std::sync::Mutex<Vec<PendingInsert>>,
-    writer: tokio::sync::Mutex<()>,
+    committer: std::sync::mpsc::Sender<PendingInsert>,
+}
+
+/// Most inserts committed in one transaction.
+const MAX_GROUP_ITEMS: usize = 4096;
+
+/// The committer thread: waits for an insert, takes every other waiting
+/// one, commits them together. Stops when the handler is gone.
+fn run_committer(
+    handler: std::sync::Weak<K2VRpcHandler>,
+    rx: std::sync::mpsc::Receiver<PendingInsert>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut n = first.items.len();
+        let mut batch = vec![first];
+        while n < MAX_GROUP_ITEMS {
+            match rx.try_recv() {
+                Ok(p) => {
+                    n += p.items.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let Some(h) = handler.upgrade() else {
+            return;
+        };
+        h.commit_group(batch);
+    }
 }
 
 /// Inserts waiting for the next grouped commit.
@@ -186,6 +213,7 @@ impl K2VRpcHandler {
     ) -> Result<Arc<Self>, garage_db::Error> {
         let local = db.open_tree(LOCAL_TREE)?;
         let endpoint = Endpoint::new(system.transport.clone(), "k2v/rpc");
+        let (committer, rx) = std::sync::mpsc::channel();
         let h = Arc::new(Self {
             system,
             item_table,
@@ -195,10 +223,17 @@ impl K2VRpcHandler {
             local,
             node_id,
             clock,
-            pending: std::sync::Mutex::new(Vec::new()),
-            writer: tokio::sync::Mutex::new(()),
+            committer,
         });
         h.endpoint.set_handler(h.clone());
+        let weak = Arc::downgrade(&h);
+        std::thread::Builder::new()
+            .name("k2v-committer".into())
+            .spawn(move || run_committer(weak, rx))
+            .map_err(|e| garage_db::Error::Engine {
+                engine: "k2v",
+                message: format!("cannot start the committer thread: {e}"),
+            })?;
         Ok(h)
     }
 
@@ -274,47 +309,47 @@ impl K2VRpcHandler {
             .collect()
     }
 
-    /// Applies inserts locally, grouping concurrent callers into one
-    /// transaction (group commit): whoever holds the writer lock commits
-    /// everything queued so far and hands each caller its items.
+    /// Applies inserts locally through the committer thread, which groups
+    /// whatever inserts are waiting into one transaction (group commit) and
+    /// hands each caller its new items. Committing on a dedicated thread
+    /// keeps the runtime's workers free to receive more requests meanwhile,
+    /// so groups grow with the load.
     async fn apply_local(&self, items: Vec<InsertedItem>) -> Result<Vec<K2VItem>, K2VError> {
         let ctxs = Self::parse_contexts(&items)?;
         let (done, rx) = tokio::sync::oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(PendingInsert { items, ctxs, done });
-        {
-            let _writer = self.writer.lock().await;
-            let batch: Vec<PendingInsert> =
-                std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-            if !batch.is_empty() {
-                let all_items: Vec<InsertedItem> =
-                    batch.iter().flat_map(|p| p.items.iter().cloned()).collect();
-                let all_ctxs: Vec<Option<CausalContext>> =
-                    batch.iter().flat_map(|p| p.ctxs.iter().cloned()).collect();
-                match self.commit_parsed(&all_items, &all_ctxs) {
-                    Ok(mut new) => {
-                        for p in batch.into_iter().rev() {
-                            let mine = new.split_off(new.len() - p.items.len());
-                            let _ = p.done.send(Ok(mine));
-                        }
-                    }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        for p in batch {
-                            let _ = p.done.send(Err(msg.clone()));
-                        }
-                    }
-                }
-            }
-        }
+        self.committer
+            .send(PendingInsert { items, ctxs, done })
+            .map_err(|_| K2VError::Commit {
+                message: "the committer thread has stopped".into(),
+            })?;
         match rx.await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(message)) => Err(K2VError::Commit { message }),
             Err(_) => Err(K2VError::Commit {
                 message: "the grouped commit was abandoned".into(),
             }),
+        }
+    }
+
+    /// Commits a group of inserts and answers each caller.
+    fn commit_group(&self, batch: Vec<PendingInsert>) {
+        let all_items: Vec<InsertedItem> =
+            batch.iter().flat_map(|p| p.items.iter().cloned()).collect();
+        let all_ctxs: Vec<Option<CausalContext>> =
+            batch.iter().flat_map(|p| p.ctxs.iter().cloned()).collect();
+        match self.commit_parsed(&all_items, &all_ctxs) {
+            Ok(mut new) => {
+                for p in batch.into_iter().rev() {
+                    let mine = new.split_off(new.len() - p.items.len());
+                    let _ = p.done.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for p in batch {
+                    let _ = p.done.send(Err(msg.clone()));
+                }
+            }
         }
     }
 
