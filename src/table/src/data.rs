@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use garage_db::{Db, Transaction, Tree, TxError};
 use garage_util::crdt::Crdt;
-use garage_util::data::{blake2sum, Hash};
+use garage_util::data::Hash;
 use garage_util::encode::Migrate;
 
 use crate::error::Error;
@@ -250,7 +250,9 @@ impl<F: TableSchema> TableData<F> {
             })
         })?;
         tx.insert(&self.store, key, &enc)?;
-        tx.insert(&self.merkle_todo, key, blake2sum(&enc).as_slice())?;
+        // An empty value marks the key dirty: the Merkle updater hashes the
+        // stored value when it processes the key (no hash on the write path).
+        tx.insert(&self.merkle_todo, key, &[])?;
         self.schema.updated(tx, old, Some(new))?;
         Ok(())
     }

@@ -152,6 +152,22 @@ impl LocalCounts {
     }
 }
 
+thread_local! {
+    /// Counter changes collected during a deferred transaction, by row key.
+    static DEFERRED: std::cell::RefCell<Option<BTreeMap<Vec<u8>, [i64; 4]>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Ends deferred counting on this thread when dropped (also on errors, so
+/// later transactions of the thread count immediately again).
+pub struct DeferGuard(());
+
+impl Drop for DeferGuard {
+    fn drop(&mut self) {
+        DEFERRED.with(|d| *d.borrow_mut() = None);
+    }
+}
+
 /// This node's local counters and the queue that feeds the counter table.
 pub struct IndexCounter {
     this_node: Uuid,
@@ -188,7 +204,8 @@ impl IndexCounter {
         let _ = self.table.set(t);
     }
 
-    /// Adds `after - before` to the local counts of (bucket, pk), in `tx`.
+    /// Adds `after - before` to the local counts of (bucket, pk), in `tx`
+    /// (or, inside [`Self::defer`], to this thread's pending sums).
     pub fn count_in_tx(
         &self,
         tx: &mut Transaction<'_>,
@@ -207,7 +224,48 @@ impl IndexCounter {
             return Ok(());
         }
         let key = counter_key(bucket, pk);
-        let mut counts = match tx.get(&self.local, &key)? {
+        let deferred = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
+            Some(m) => {
+                let sum = m.entry(key.clone()).or_insert([0; 4]);
+                for (s, d) in sum.iter_mut().zip(deltas) {
+                    *s += d;
+                }
+                true
+            }
+            None => false,
+        });
+        if deferred {
+            return Ok(());
+        }
+        self.apply_in_tx(tx, &key, deltas)
+    }
+
+    /// Collects the counter changes made on this thread until the guard is
+    /// dropped; [`Self::flush_deferred`] applies them, once per counter row.
+    /// For transactions that change many items of few partition keys.
+    pub fn defer(&self) -> DeferGuard {
+        DEFERRED.with(|d| *d.borrow_mut() = Some(BTreeMap::new()));
+        DeferGuard(())
+    }
+
+    /// Applies the changes collected since [`Self::defer`] in `tx`.
+    pub fn flush_deferred(&self, tx: &mut Transaction<'_>) -> Result<(), garage_db::Error> {
+        let sums = DEFERRED.with(|d| d.borrow_mut().as_mut().map(std::mem::take));
+        for (key, deltas) in sums.unwrap_or_default() {
+            if deltas.iter().any(|d| *d != 0) {
+                self.apply_in_tx(tx, &key, deltas)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_in_tx(
+        &self,
+        tx: &mut Transaction<'_>,
+        key: &[u8],
+        deltas: [i64; 4],
+    ) -> Result<(), garage_db::Error> {
+        let mut counts = match tx.get(&self.local, key)? {
             Some(b) => LocalCounts::decode(&b).ok_or_else(|| garage_db::Error::Corrupted {
                 engine: "k2v counters",
                 message: format!("local counter entry of {} bytes", b.len()),
@@ -220,8 +278,8 @@ impl IndexCounter {
             e.1 += d;
         }
         let enc = counts.encode();
-        tx.insert(&self.local, &key, &enc)?;
-        tx.insert(&self.queue, &key, &enc)?;
+        tx.insert(&self.local, key, &enc)?;
+        tx.insert(&self.queue, key, &enc)?;
         Ok(())
     }
 
@@ -355,6 +413,51 @@ mod tests {
         ) {
             laws::check(&entry(a), &entry(b), &entry(c));
         }
+    }
+
+    #[test]
+    fn deferred_counts_are_summed_and_flushed_once() {
+        let db = Db::memory();
+        let c = IndexCounter::new(&db, Uuid::from_bytes([1; 32]), Clock::manual(1000))
+            .expect("counter");
+        let b = Uuid::from_bytes([2; 32]);
+        let one = ItemCounts {
+            entries: 1,
+            conflicts: 0,
+            values: 1,
+            bytes: 5,
+        };
+        let r: Result<(), TxError<()>> = db.transaction(|tx| {
+            let _g = c.defer();
+            c.count_in_tx(tx, &b, "pk", ItemCounts::default(), one)?;
+            c.count_in_tx(tx, &b, "pk", ItemCounts::default(), one)?;
+            c.count_in_tx(tx, &b, "other", ItemCounts::default(), one)?;
+            // nothing written before the flush
+            assert!(tx.get(&c.local, &counter_key(&b, "pk"))?.is_none());
+            c.flush_deferred(tx)?;
+            Ok(())
+        });
+        r.expect("tx");
+        let row = c
+            .local
+            .get(&counter_key(&b, "pk"))
+            .expect("get")
+            .expect("row");
+        let counts = LocalCounts::decode(&row).expect("decode");
+        assert_eq!(counts.0.map(|(_, v)| v), [2, 0, 2, 10]);
+        assert_eq!(c.queue.len().expect("len"), 2);
+        // after the guard, counting is immediate again
+        let r: Result<(), TxError<()>> = db.transaction(|tx| {
+            c.count_in_tx(tx, &b, "pk", one, ItemCounts::default())?;
+            Ok(())
+        });
+        r.expect("tx");
+        let row = c
+            .local
+            .get(&counter_key(&b, "pk"))
+            .expect("get")
+            .expect("row");
+        assert_eq!(LocalCounts::decode(&row).expect("decode").0[0].1, 1);
     }
 
     #[test]

@@ -359,7 +359,11 @@ impl K2VRpcHandler {
         parsed: &[Option<CausalContext>],
     ) -> Result<Vec<K2VItem>, K2VError> {
         let data = &self.item_table.data;
+        let counter = &data.schema.counter;
         let res = self.db.transaction(|tx| {
+            // Items of a group often share partition keys: sum their counter
+            // changes and write each counter row once.
+            let _deferred = counter.defer();
             let mut ts = tx
                 .get(&self.local, TIMESTAMP_KEY)?
                 .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
@@ -386,6 +390,7 @@ impl K2VRpcHandler {
                 data.store_in_tx(tx, &key, old.as_ref(), &new)?;
                 out.push((old, new));
             }
+            counter.flush_deferred(tx)?;
             tx.insert(&self.local, TIMESTAMP_KEY, &ts.to_be_bytes())?;
             Ok(out)
         });
