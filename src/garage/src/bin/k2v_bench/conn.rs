@@ -61,20 +61,25 @@ impl Conn {
 
     async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, TransportError> {
         if self.sender.as_ref().map(|s| s.is_closed()).unwrap_or(true) {
-            let stream =
-                match tokio::time::timeout(self.target.timeout, TcpStream::connect(self.target.addr))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        // Do not spin on a server that is down.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        return Err(TransportError("connect", e.to_string()));
-                    }
-                    Err(_) => {
-                        return Err(TransportError("connect_timeout", "connect timed out".into()))
-                    }
-                };
+            let stream = match tokio::time::timeout(
+                self.target.timeout,
+                TcpStream::connect(self.target.addr),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    // Do not spin on a server that is down.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return Err(TransportError("connect", e.to_string()));
+                }
+                Err(_) => {
+                    return Err(TransportError(
+                        "connect_timeout",
+                        "connect timed out".into(),
+                    ))
+                }
+            };
             let _ = stream.set_nodelay(true);
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
