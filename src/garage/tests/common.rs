@@ -382,41 +382,17 @@ impl K2v {
             } else {
                 PayloadHash::of_body(body)
             };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("time")
-                .as_millis() as u64;
             let params = SigningParams {
                 key_id: &self.creds.key_id,
                 secret: &self.creds.secret,
                 region: &self.region,
                 service: "k2v",
-                now_ms: now,
+                now_ms: now_ms(),
             };
             let path_uri: http::Uri = path_query.parse().expect("path uri");
             sign_request(&method, &path_uri, &mut hm, &payload, &params).expect("sign");
         }
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Full::new(Bytes::from(body.to_vec())))
-            .expect("request");
-        *req.headers_mut() = hm;
-        let res = self.client.request(req).await.expect("http request");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec();
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        self.send_prepared(method, uri, hm, body).await
     }
 
     /// Signed request with the body hash.

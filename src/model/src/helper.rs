@@ -436,6 +436,17 @@ impl Garage {
         Ok(b)
     }
 
+    /// The bucket `id`, unless `name` is its only alias.
+    async fn bucket_with_another_alias(&self, id: &Uuid, name: &str) -> Result<Bucket> {
+        let b = self.find_bucket(&id.to_hex()).await?;
+        if b.global_aliases().len() + b.local_aliases().len() <= 1 {
+            return Err(HelperError::Refused(format!(
+                "bucket {name} has no other alias: delete it instead, or add another alias first"
+            )));
+        }
+        Ok(b)
+    }
+
     /// Removes a global alias (or a local one of `local_key`); refused for
     /// the last alias of a bucket.
     pub async fn unalias_bucket(&self, name: &str, local_key: Option<&str>) -> Result<Bucket> {
@@ -447,12 +458,7 @@ impl Garage {
                         name: name.into(),
                     }
                 })?;
-                let mut b = self.find_bucket(&id.to_hex()).await?;
-                if b.global_aliases().len() + b.local_aliases().len() <= 1 {
-                    return Err(HelperError::Refused(format!(
-                        "bucket {name} has no other alias: delete it instead, or add another alias first"
-                    )));
-                }
+                let mut b = self.bucket_with_another_alias(&id, name).await?;
                 if let Some(p) = b.params_mut() {
                     p.aliases.update_in_place(name.to_string(), false);
                 }
@@ -469,12 +475,7 @@ impl Garage {
                         what: "local alias",
                         name: name.into(),
                     })?;
-                let mut b = self.find_bucket(&id.to_hex()).await?;
-                if b.global_aliases().len() + b.local_aliases().len() <= 1 {
-                    return Err(HelperError::Refused(format!(
-                        "bucket {name} has no other alias: delete it instead, or add another alias first"
-                    )));
-                }
+                let mut b = self.bucket_with_another_alias(&id, name).await?;
                 if let Some(p) = k.params_mut() {
                     p.local_aliases.update_in_place(name.to_string(), None);
                 }
