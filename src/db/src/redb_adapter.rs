@@ -299,13 +299,16 @@ impl IDb for RedbDb {
     }
 }
 
+/// A table of byte keys and values, open in a write transaction.
+type BytesTable<'a> = redb::Table<'a, &'static [u8], &'static [u8]>;
+
 /// A redb write transaction. Each table is opened once per transaction and
 /// kept open until the transaction ends (redb allows one open handle per
 /// table and transaction; opening and closing it on every operation would
 /// rewrite the table's root entry each time).
 struct RedbTx<'a> {
     wtx: &'a WriteTransaction,
-    open: RefCell<HashMap<String, redb::Table<'a, &'static [u8], &'static [u8]>>>,
+    open: RefCell<HashMap<String, BytesTable<'a>>>,
 }
 
 impl<'a> RedbTx<'a> {
@@ -319,7 +322,7 @@ impl<'a> RedbTx<'a> {
     fn with_table<R>(
         &self,
         name: &str,
-        f: impl FnOnce(&mut redb::Table<'a, &'static [u8], &'static [u8]>) -> Result<R>,
+        f: impl FnOnce(&mut BytesTable<'a>) -> Result<R>,
     ) -> Result<R> {
         let mut open = self.open.borrow_mut();
         if let Some(t) = open.get_mut(name) {
