@@ -142,39 +142,53 @@ api_bind_addr = "{ip}:{admin_port}"
         node
     }
 
-    /// (Re)starts the process on the same directory and ports.
+    /// (Re)starts the process on the same directory and ports. A start
+    /// that dies at once (a port briefly taken, seen as netapp's bind
+    /// failing) is retried a few times.
     pub fn restart(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("log.txt"))
-            .expect("log file");
-        let child = Command::new(garage_bin())
-            .arg("-c")
-            .arg(&self.config)
-            .arg("server")
-            .env("RUST_LOG", "info,garage_table=debug")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log clone"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn garage");
-        self.child = Some(child);
-        self.wait_port(self.k2v_port);
-        self.wait_port(self.rpc_port);
+        for attempt in 1..=4 {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("log.txt"))
+                .expect("log file");
+            let child = Command::new(garage_bin())
+                .arg("-c")
+                .arg(&self.config)
+                .arg("server")
+                .env("RUST_LOG", "info,garage_table=debug")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log clone"))
+                .stderr(log)
+                .spawn()
+                .expect("spawn garage");
+            self.child = Some(child);
+            match self
+                .wait_port(self.k2v_port)
+                .and_then(|_| self.wait_port(self.rpc_port))
+            {
+                Ok(()) => return,
+                Err(e) if attempt < 4 => {
+                    eprintln!("node start failed ({e}), retrying");
+                    self.kill();
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("{e}:\n{}", self.log()),
+            }
+        }
     }
 
-    fn wait_port(&mut self, port: u16) {
+    fn wait_port(&mut self, port: u16) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if std::net::TcpStream::connect((self.opts.ip.as_str(), port)).is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("garage exited early ({st}):\n{}", self.log());
+                return Err(format!("garage exited early ({st})"));
             }
             if Instant::now() > deadline {
-                panic!("garage did not listen on {port} in time:\n{}", self.log());
+                return Err(format!("garage did not listen on {port} in time"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
