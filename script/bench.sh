@@ -42,7 +42,7 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/k2v-bench.XXXXXX")
+TMP=$(mktemp -d)
 SERVER_PID=""
 cleanup() {
   if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then

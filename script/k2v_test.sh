@@ -20,7 +20,7 @@ if [[ ! -x "$BIN" || "${K2V_TEST_BUILD:-0}" == 1 ]]; then
     cargo build -p garage
 fi
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/k2v-test.XXXXXX")"
+TMP="$(mktemp -d)"
 NODE_PID=""
 cleanup() {
     local status=$?
