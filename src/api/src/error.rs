@@ -118,6 +118,7 @@ impl From<garage_model::k2v::rpc::K2VError> for ApiError {
             K2VError::Rpc(r) => r.into(),
             K2VError::Db(d) => Self::Internal(d.to_string()),
             K2VError::Commit { message } => Self::Internal(message),
+            K2VError::NotApplied(message) => Self::Unavailable(message),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use garage_db::Db;
 use garage_rpc::system::System;
-use garage_table::{Table, TableFullReplication};
+use garage_table::{FullCopySyncWorker, Table, TableFullReplication};
 use garage_util::background::BackgroundRunner;
 use garage_util::config::Config;
 use garage_util::rng::Rng;
@@ -143,6 +143,17 @@ impl Garage {
     /// Starts the background workers of every component.
     pub fn spawn_workers(&self, bg: &BackgroundRunner) {
         bg.spawn_worker(self.system.status_worker());
+        // Full-copy tables are small: pull them at least every minute.
+        let full_sync = std::time::Duration::from_secs(self.config.sync_interval_secs.clamp(1, 60));
+        bg.spawn_worker(FullCopySyncWorker::new(self.key_table.clone(), full_sync));
+        bg.spawn_worker(FullCopySyncWorker::new(
+            self.bucket_table.clone(),
+            full_sync,
+        ));
+        bg.spawn_worker(FullCopySyncWorker::new(
+            self.bucket_alias_table.clone(),
+            full_sync,
+        ));
         #[cfg(feature = "k2v")]
         bg.spawn_worker(self.k2v.counter.worker());
     }

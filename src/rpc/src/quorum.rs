@@ -119,6 +119,98 @@ pub async fn call_preferred<M: RpcMessage>(
     })
 }
 
+/// Sends `msg` ONCE to every distinct node of `sets` (a node in several
+/// sets gets one call) and returns when every set has `quorum` successful
+/// answers from its members; the remaining calls finish in the background.
+/// Fails as soon as one set can no longer reach its quorum.
+pub async fn call_write_sets<M: RpcMessage>(
+    endpoint: &Endpoint<M>,
+    sets: &[Vec<Uuid>],
+    msg: M,
+    quorum: usize,
+    timeout: Duration,
+) -> Result<Vec<(Uuid, M::Response)>, RpcError> {
+    call_write_sets_after(endpoint, sets, msg, quorum, timeout, None).await
+}
+
+/// Like [`call_write_sets`], for a write that `done` (this node) already
+/// applied: `done` is not called and counts as one success in every set
+/// that holds it. When that alone meets every quorum, the other nodes are
+/// sent the message in the background and this returns at once.
+pub async fn call_write_sets_after<M: RpcMessage>(
+    endpoint: &Endpoint<M>,
+    sets: &[Vec<Uuid>],
+    msg: M,
+    quorum: usize,
+    timeout: Duration,
+    done: Option<Uuid>,
+) -> Result<Vec<(Uuid, M::Response)>, RpcError> {
+    if let Some(small) = sets.iter().find(|s| s.len() < quorum) {
+        return Err(RpcError::Quorum {
+            needed: quorum,
+            succeeded: 0,
+            errors: vec![format!("only {} nodes in a write set", small.len())],
+        });
+    }
+    let mut nodes: Vec<Uuid> = sets.iter().flatten().copied().collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes.retain(|n| Some(*n) != done);
+    let msg = Arc::new(msg);
+    let mut calls: FuturesUnordered<_> = nodes
+        .iter()
+        .map(|n| {
+            let (ep, msg, n) = (endpoint.clone(), msg.clone(), *n);
+            async move { (n, ep.call(n, &msg, timeout).await) }
+        })
+        .collect();
+    let mut ok: Vec<(Uuid, M::Response)> = vec![];
+    let mut acked: Vec<Uuid> = done.into_iter().collect();
+    let mut failed: Vec<Uuid> = vec![];
+    let mut errors = vec![];
+    let count = |s: &Vec<Uuid>, list: &[Uuid]| s.iter().filter(|n| list.contains(n)).count();
+    let reached = |acked: &[Uuid]| sets.iter().all(|s| count(s, acked) >= quorum);
+    while !reached(&acked) {
+        let Some((n, r)) = calls.next().await else {
+            break;
+        };
+        match r {
+            Ok(v) => {
+                acked.push(n);
+                ok.push((n, v));
+            }
+            Err(e) => {
+                failed.push(n);
+                errors.push(e.to_string());
+                if sets.iter().any(|s| count(s, &failed) + quorum > s.len()) {
+                    return Err(RpcError::Quorum {
+                        needed: quorum,
+                        succeeded: ok.len(),
+                        errors,
+                    });
+                }
+            }
+        }
+    }
+    if !reached(&acked) {
+        return Err(RpcError::Quorum {
+            needed: quorum,
+            succeeded: ok.len(),
+            errors,
+        });
+    }
+    if !calls.is_empty() {
+        tokio::spawn(async move {
+            while let Some((n, r)) = calls.next().await {
+                if let Err(e) = r {
+                    tracing::debug!(node = ?n, error = %e, "background write failed");
+                }
+            }
+        });
+    }
+    Ok(ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +251,45 @@ mod tests {
             .await
             .expect("fallback");
         assert_eq!(r[0], (ids[1], 6));
+    }
+
+    #[tokio::test]
+    async fn write_sets_one_call_per_node() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Count(AtomicUsize);
+        #[async_trait::async_trait]
+        impl Handler<Ping> for Count {
+            async fn handle(&self, msg: Ping, _from: Uuid) -> Result<u32, String> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Ok(msg.0)
+            }
+        }
+        let net = MemoryNetwork::new();
+        let ids: Vec<Uuid> = (1..=4u8).map(|i| Uuid::from_bytes([i; 32])).collect();
+        let ts: Vec<_> = ids.iter().map(|i| net.add_node(*i)).collect();
+        let counters: Vec<Arc<Count>> = ts
+            .iter()
+            .map(|t| {
+                let c = Arc::new(Count(AtomicUsize::new(0)));
+                Endpoint::<Ping>::new(t.clone(), "ping").set_handler(c.clone());
+                c
+            })
+            .collect();
+        let ep = Endpoint::<Ping>::new(ts[0].clone(), "ping");
+        let d = Duration::from_secs(1);
+        let sets = vec![ids[0..3].to_vec(), ids[1..4].to_vec()];
+        call_write_sets(&ep, &sets, Ping(1), 3, d)
+            .await
+            .expect("all up");
+        for c in &counters {
+            assert_eq!(c.0.load(Ordering::SeqCst), 1, "one call per distinct node");
+        }
+        // Node 4 down: the second set has 2 of 3, enough for quorum 2 but not 3.
+        net.set_down(ids[3], true);
+        call_write_sets(&ep, &sets, Ping(1), 2, d)
+            .await
+            .expect("quorum 2 in both sets");
+        let e = call_write_sets(&ep, &sets, Ping(1), 3, d).await;
+        assert!(matches!(e, Err(RpcError::Quorum { .. })));
     }
 }

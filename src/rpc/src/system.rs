@@ -135,6 +135,8 @@ pub struct System {
     layout_watch: watch::Sender<u64>,
     statuses: RwLock<BTreeMap<Uuid, (NodeStatus, Instant)>>,
     status_now: Notify,
+    /// Average ping of each peer, refreshed with every status exchange.
+    pings: RwLock<BTreeMap<Uuid, Duration>>,
 }
 
 const LAYOUT_FILE: &str = "cluster_layout";
@@ -183,6 +185,7 @@ impl System {
             layout_watch,
             statuses: RwLock::new(BTreeMap::new()),
             status_now: Notify::new(),
+            pings: RwLock::new(BTreeMap::new()),
         });
         sys.endpoint.set_handler(sys.clone());
         Ok(sys)
@@ -225,6 +228,28 @@ impl System {
     /// Watches the current layout version.
     pub fn layout_watch(&self) -> watch::Receiver<u64> {
         self.layout_watch.subscribe()
+    }
+
+    /// Sorts `nodes` in the order requests should try them: this node
+    /// first, then nodes of its zone, then by lowest measured ping (unknown
+    /// pings last), then by id.
+    pub fn sort_by_preference(&self, nodes: &mut [Uuid]) {
+        if nodes.len() <= 1 {
+            return;
+        }
+        let layout = self.layout();
+        let cur = layout.current();
+        let zone_of = |n: &Uuid| cur.node_role(n).map(|r| r.zone.clone());
+        let my_zone = zone_of(&self.id);
+        let pings = self.pings.read().unwrap_or_else(|e| e.into_inner());
+        nodes.sort_by_cached_key(|n| {
+            (
+                *n != self.id,
+                my_zone.is_none() || zone_of(n) != my_zone,
+                pings.get(n).copied().unwrap_or(Duration::MAX),
+                *n,
+            )
+        });
     }
 
     /// The nodes holding the partition of `hash` in the current layout.
@@ -393,6 +418,13 @@ impl System {
             .map(|p| self.endpoint.call(*p, &msg, self.rpc_timeout));
         futures::future::join_all(calls).await;
         self.save_peers();
+        let pings: BTreeMap<Uuid, Duration> = self
+            .transport
+            .peers()
+            .into_iter()
+            .filter_map(|p| Some((p.id, p.avg_ping?)))
+            .collect();
+        *self.pings.write().unwrap_or_else(|e| e.into_inner()) = pings;
     }
 
     async fn handle_status(&self, from: Uuid, st: NodeStatus) -> Result<(), String> {

@@ -162,6 +162,20 @@ impl<F: TableSchema> TableData<F> {
         Ok(out)
     }
 
+    /// Stored (storage key, encoded entry) pairs in key order, starting
+    /// after `after`, at most `limit`.
+    pub fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        let lo = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        Ok(self.store.range(lo, Bound::Unbounded, false, Some(limit))?)
+    }
+
     /// Merges an incoming entry into the local copy. Returns the new value
     /// if anything changed.
     pub fn update_entry(&self, entry: &F::E) -> Result<Option<F::E>, Error> {

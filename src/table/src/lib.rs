@@ -11,12 +11,14 @@
 
 mod data;
 mod error;
+mod full_sync;
 mod replication;
 mod schema;
 mod table;
 
 pub use data::{prefix_end, SortRange, TableData};
 pub use error::Error;
+pub use full_sync::FullCopySyncWorker;
 pub use replication::{TableFullReplication, TableReplication, TableShardedReplication};
 pub use schema::{EmptyKey, Entry, PartitionKey, SortKey, TableSchema};
 pub use table::Table;

@@ -19,16 +19,6 @@ pub trait TableReplication: Send + Sync + 'static {
     fn sharded(&self) -> bool;
 }
 
-fn self_first(mut nodes: Vec<Uuid>, me: Uuid) -> Vec<Uuid> {
-    if let Some(i) = nodes.iter().position(|n| *n == me) {
-        nodes.swap(0, i);
-        if i > 1 {
-            nodes[1..].sort();
-        }
-    }
-    nodes
-}
-
 /// Sharded: each partition on `rf` nodes chosen by the layout.
 pub struct TableShardedReplication {
     /// Membership and layout.
@@ -37,7 +27,9 @@ pub struct TableShardedReplication {
 
 impl TableReplication for TableShardedReplication {
     fn read_nodes(&self, hash: &Hash) -> Vec<Uuid> {
-        self_first(self.system.read_nodes_of(hash), self.system.id)
+        let mut nodes = self.system.read_nodes_of(hash);
+        self.system.sort_by_preference(&mut nodes);
+        nodes
     }
     fn read_quorum(&self) -> usize {
         self.system.quorums.read

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use garage_rpc::quorum::{call_preferred, call_quorum};
+use garage_rpc::quorum::{call_preferred, call_quorum, call_write_sets, call_write_sets_after};
 use garage_rpc::system::System;
 use garage_rpc::{Endpoint, Handler, RpcMessage};
 use garage_util::crdt::Crdt;
@@ -40,9 +40,8 @@ pub enum TableRpc {
         hash: Hash,
         /// Bounds on the sort keys.
         range: SortRange,
-        /// Encoded filter.
-        filter: Option<ByteBuf>,
-        /// Most entries to return.
+        /// Most entries to return (tombstones included: replicas never
+        /// filter, the coordinator filters after merging).
         limit: u32,
         /// Walk downward.
         reverse: bool,
@@ -51,11 +50,23 @@ pub enum TableRpc {
     Entries(Vec<ByteBuf>),
     /// Merge these entries.
     Update(Vec<ByteBuf>),
+    /// Read stored entries in storage-key order, after `after`.
+    ReadAll {
+        /// Storage key to start after (None: from the start).
+        after: Option<ByteBuf>,
+        /// Most entries to return.
+        limit: u32,
+    },
+    /// Answer to `ReadAll`: (storage key, encoded entry) pairs.
+    Rows(Vec<(ByteBuf, ByteBuf)>),
 }
 
 impl RpcMessage for TableRpc {
     type Response = TableRpc;
 }
+
+/// Most entries in one `ReadAll` page.
+const MAX_SCAN_PAGE: usize = 1000;
 
 /// Entries of one replica's answer, by storage key.
 type EntriesByKey<F> = BTreeMap<Vec<u8>, <F as TableSchema>::E>;
@@ -107,43 +118,53 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         })
     }
 
-    /// Writes an entry to every write set, waiting for the write quorum.
+    /// Writes an entry to every write set, waiting for the write quorum in
+    /// each; a node in several sets gets one call.
     pub async fn insert(&self, e: &F::E) -> Result<(), Error> {
         let hash = e.partition_key().hash();
         let enc = Self::encode(e)?;
-        for set in self.replication.write_sets(&hash) {
-            call_quorum(
-                &self.endpoint,
-                &set,
-                TableRpc::Update(vec![enc.clone()]),
-                self.replication.write_quorum(),
-                self.system.rpc_timeout,
-            )
-            .await?;
-        }
+        let sets = self.replication.write_sets(&hash);
+        call_write_sets(
+            &self.endpoint,
+            &sets,
+            TableRpc::Update(vec![enc]),
+            self.replication.write_quorum(),
+            self.system.rpc_timeout,
+        )
+        .await?;
         Ok(())
     }
 
-    /// Writes several entries, batched per destination set.
-    pub async fn insert_many(&self, entries: &[F::E]) -> Result<(), Error> {
-        let mut by_set: BTreeMap<Vec<Uuid>, Vec<ByteBuf>> = BTreeMap::new();
+    /// Groups encoded entries by the write sets of their partitions.
+    fn group_by_sets(
+        &self,
+        entries: &[F::E],
+        skip_local_only: bool,
+    ) -> Result<BTreeMap<Vec<Vec<Uuid>>, Vec<ByteBuf>>, Error> {
+        let me = self.system.id;
+        let mut by_sets: BTreeMap<Vec<Vec<Uuid>>, Vec<ByteBuf>> = BTreeMap::new();
         for e in entries {
-            let hash = e.partition_key().hash();
-            let enc = Self::encode(e)?;
-            for mut set in self.replication.write_sets(&hash) {
-                set.sort();
-                by_set.entry(set).or_default().push(enc.clone());
+            let mut sets = self.replication.write_sets(&e.partition_key().hash());
+            // Nothing to send when this node is the only replica (rf 1).
+            if skip_local_only && sets.iter().all(|s| s.iter().all(|n| *n == me)) {
+                continue;
             }
+            for s in sets.iter_mut() {
+                s.sort();
+            }
+            by_sets.entry(sets).or_default().push(Self::encode(e)?);
         }
-        let calls = by_set.into_iter().map(|(set, batch)| async move {
-            call_quorum(
-                &self.endpoint,
-                &set,
-                TableRpc::Update(batch),
-                self.replication.write_quorum(),
-                self.system.rpc_timeout,
-            )
-            .await
+        Ok(by_sets)
+    }
+
+    /// Writes several entries: one call per distinct node of each group of
+    /// entries sharing their write sets, groups in parallel.
+    pub async fn insert_many(&self, entries: &[F::E]) -> Result<(), Error> {
+        let by_sets = self.group_by_sets(entries, false)?;
+        let w = self.replication.write_quorum();
+        let timeout = self.system.rpc_timeout;
+        let calls = by_sets.into_iter().map(|(sets, batch)| async move {
+            call_write_sets(&self.endpoint, &sets, TableRpc::Update(batch), w, timeout).await
         });
         for r in futures::future::join_all(calls).await {
             r?;
@@ -155,45 +176,13 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     /// of the caller) to the other nodes of their write sets; the local copy
     /// counts as one acknowledgement in each set that holds this node.
     pub async fn replicate_stored(&self, entries: &[F::E]) -> Result<(), Error> {
+        let by_sets = self.group_by_sets(entries, true)?;
         let me = self.system.id;
         let w = self.replication.write_quorum();
-        let mut by_set: BTreeMap<Vec<Uuid>, Vec<ByteBuf>> = BTreeMap::new();
-        for e in entries {
-            let sets = self.replication.write_sets(&e.partition_key().hash());
-            // Nothing to send when this node is the only replica (rf 1).
-            if sets.iter().all(|s| s.iter().all(|n| *n == me)) {
-                continue;
-            }
-            let enc = Self::encode(e)?;
-            for mut set in sets {
-                set.sort();
-                by_set.entry(set).or_default().push(enc.clone());
-            }
-        }
         let timeout = self.system.rpc_timeout;
-        let calls = by_set.into_iter().map(|(set, batch)| {
-            let ep = self.endpoint.clone();
-            async move {
-                let has_me = set.contains(&me);
-                let others: Vec<Uuid> = set.into_iter().filter(|n| *n != me).collect();
-                let need = if has_me { w.saturating_sub(1) } else { w };
-                if others.is_empty() {
-                    return Ok(());
-                }
-                if need == 0 {
-                    let n = others.len();
-                    tokio::spawn(async move {
-                        let msg = TableRpc::Update(batch);
-                        if let Err(e) = call_quorum(&ep, &others, msg, n, timeout).await {
-                            tracing::debug!(error = %e, "background replication failed");
-                        }
-                    });
-                    return Ok(());
-                }
-                call_quorum(&ep, &others, TableRpc::Update(batch), need, timeout)
-                    .await
-                    .map(|_| ())
-            }
+        let calls = by_sets.into_iter().map(|(sets, batch)| async move {
+            let msg = TableRpc::Update(batch);
+            call_write_sets_after(&self.endpoint, &sets, msg, w, timeout, Some(me)).await
         });
         for r in futures::future::join_all(calls).await {
             r?;
@@ -252,7 +241,16 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     }
 
     /// Reads a range of one partition from a read quorum: entries with sort
-    /// keys within `range`, filtered, at most `limit`, in the requested order.
+    /// keys within `range` that pass `filter`, at most `limit`, in the
+    /// requested order.
+    ///
+    /// Replicas answer unfiltered pages (tombstones included); the answers
+    /// are merged key by key, and only then filtered, so a replica holding a
+    /// newer tombstone hides the older value another replica still has.
+    /// A key is used only when every answering replica's page covers it (up
+    /// to the nearest last key of a full page); pages are fetched until
+    /// `limit` entries passed the filter or the range is exhausted.
+    /// Replicas whose copy differs from the merge are repaired.
     pub async fn get_range(
         &self,
         pk: &F::P,
@@ -269,41 +267,86 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 .data
                 .read_range(&hash, &range, filter.as_ref(), limit, reverse);
         }
-        let filter_enc = match &filter {
-            Some(f) => Some(ByteBuf::from(rmp_serde::to_vec_named(f).map_err(|e| {
-                Error::Encode {
-                    table: F::TABLE_NAME,
-                    message: e.to_string(),
+        let mut range = range;
+        let mut out: Vec<F::E> = Vec::new();
+        while out.len() < limit {
+            let page = (limit - out.len()).clamp(32, 1024);
+            let msg = TableRpc::ReadRange {
+                hash,
+                range: range.clone(),
+                limit: page as u32,
+                reverse,
+            };
+            let answers =
+                call_preferred(&self.endpoint, &nodes, msg, q, self.system.rpc_timeout).await?;
+            let (merged, horizon) = self.merge_pages(answers, page, reverse)?;
+            for e in merged {
+                if filter.as_ref().is_none_or(|f| F::matches_filter(&e, f)) {
+                    out.push(e);
+                    if out.len() >= limit {
+                        break;
+                    }
                 }
-            })?)),
-            None => None,
-        };
-        let msg = TableRpc::ReadRange {
-            hash,
-            range,
-            filter: filter_enc,
-            limit: u32::try_from(limit).unwrap_or(u32::MAX),
-            reverse,
-        };
-        let answers =
-            call_preferred(&self.endpoint, &nodes, msg, q, self.system.rpc_timeout).await?;
+            }
+            let Some(h) = horizon else {
+                break;
+            };
+            if reverse {
+                range.hi = std::ops::Bound::Excluded(h);
+            } else {
+                range.lo = std::ops::Bound::Excluded(h);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges the pages of several replicas: the merged entries every
+    /// replica's page covers, in order, and the sort key where the next page
+    /// starts (None when no page was full: the range is exhausted). Starts
+    /// read repair of the replicas that differed.
+    fn merge_pages(
+        &self,
+        answers: Vec<(Uuid, TableRpc)>,
+        page: usize,
+        reverse: bool,
+    ) -> Result<(Vec<F::E>, Option<Vec<u8>>), Error> {
         let mut per_node: Vec<(Uuid, EntriesByKey<F>)> = vec![];
+        let mut horizon: Option<Vec<u8>> = None;
         for (n, a) in answers {
             let TableRpc::Entries(list) = a else {
                 return Err(Error::UnexpectedAnswer {
                     table: F::TABLE_NAME,
                 });
             };
+            let full = list.len() >= page;
             let mut m = BTreeMap::new();
+            let mut last = None;
             for b in list {
                 let e = Self::decode(&b)?;
-                m.insert(e.sort_key().sort_key().to_vec(), e);
+                let k = e.sort_key().sort_key().to_vec();
+                last = Some(k.clone());
+                m.insert(k, e);
+            }
+            if let (true, Some(l)) = (full, last) {
+                let nearer = match &horizon {
+                    None => true,
+                    Some(h) if reverse => l > *h,
+                    Some(h) => l < *h,
+                };
+                if nearer {
+                    horizon = Some(l);
+                }
             }
             per_node.push((n, m));
         }
+        let within = |k: &Vec<u8>| match &horizon {
+            None => true,
+            Some(h) if reverse => k >= h,
+            Some(h) => k <= h,
+        };
         let mut merged: BTreeMap<Vec<u8>, F::E> = BTreeMap::new();
         for (_, m) in per_node.iter() {
-            for (k, e) in m.iter() {
+            for (k, e) in m.iter().filter(|(k, _)| within(k)) {
                 match merged.get_mut(k) {
                     Some(x) => x.merge(e),
                     None => {
@@ -312,14 +355,8 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 }
             }
         }
-        let mut ordered: Vec<(Vec<u8>, F::E)> = merged.into_iter().collect();
-        if reverse {
-            ordered.reverse();
-        }
-        // Only the first `limit` keys are known to every answering replica's range.
-        ordered.truncate(limit);
         let mut to_repair: BTreeMap<Uuid, Vec<F::E>> = BTreeMap::new();
-        for (k, e) in ordered.iter() {
+        for (k, e) in merged.iter() {
             for (n, m) in per_node.iter() {
                 if m.get(k) != Some(e) {
                     to_repair.entry(*n).or_default().push(e.clone());
@@ -329,7 +366,48 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         for (n, es) in to_repair {
             self.repair(vec![n], es);
         }
-        Ok(ordered.into_iter().map(|(_, e)| e).collect())
+        let mut ordered: Vec<F::E> = merged.into_values().collect();
+        if reverse {
+            ordered.reverse();
+        }
+        Ok((ordered, horizon))
+    }
+
+    /// Pulls every entry `peer` stores and merges them here, page by page;
+    /// returns how many entries were received.
+    pub async fn pull_all_from(&self, peer: Uuid) -> Result<usize, Error> {
+        let mut after: Option<ByteBuf> = None;
+        let mut total = 0;
+        loop {
+            let msg = TableRpc::ReadAll {
+                after: after.clone(),
+                limit: MAX_SCAN_PAGE as u32,
+            };
+            let rows = match self
+                .endpoint
+                .call(peer, &msg, self.system.rpc_timeout)
+                .await?
+            {
+                TableRpc::Rows(rows) => rows,
+                _ => {
+                    return Err(Error::UnexpectedAnswer {
+                        table: F::TABLE_NAME,
+                    })
+                }
+            };
+            let n = rows.len();
+            total += n;
+            let Some(last) = rows.last().map(|(k, _)| k.clone()) else {
+                break;
+            };
+            let values: Vec<Vec<u8>> = rows.into_iter().map(|(_, v)| v.into_vec()).collect();
+            self.data.update_many(&values)?;
+            if n < MAX_SCAN_PAGE {
+                break;
+            }
+            after = Some(last);
+        }
+        Ok(total)
     }
 
     fn repair(&self, nodes: Vec<Uuid>, entries: Vec<F::E>) {
@@ -350,6 +428,22 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         });
     }
 
+    /// This node's id.
+    pub fn system_id(&self) -> Uuid {
+        self.system.id
+    }
+
+    /// The peers that can be reached now.
+    pub fn up_peers(&self) -> Vec<Uuid> {
+        self.system
+            .transport
+            .peers()
+            .into_iter()
+            .filter(|p| p.is_up)
+            .map(|p| p.id)
+            .collect()
+    }
+
     /// Reads the local copy of one entry (no quorum).
     pub fn get_local(&self, pk: &F::P, sk: &F::S) -> Result<Option<F::E>, Error> {
         self.data.get(pk, sk)
@@ -368,23 +462,12 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             TableRpc::ReadRange {
                 hash,
                 range,
-                filter,
                 limit,
                 reverse,
             } => {
-                let filter: Option<F::Filter> = match filter {
-                    Some(b) => Some(rmp_serde::from_slice(&b).map_err(|_| Error::Corrupted {
-                        table: F::TABLE_NAME,
-                    })?),
-                    None => None,
-                };
-                let es = self.data.read_range(
-                    &hash,
-                    &range,
-                    filter.as_ref(),
-                    limit as usize,
-                    reverse,
-                )?;
+                let es = self
+                    .data
+                    .read_range(&hash, &range, None, limit as usize, reverse)?;
                 Ok(TableRpc::Entries(
                     es.iter().map(Self::encode).collect::<Result<_, _>>()?,
                 ))
@@ -394,7 +477,18 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 self.data.update_many(&list)?;
                 Ok(TableRpc::Ok)
             }
-            TableRpc::Ok | TableRpc::Entry(_) | TableRpc::Entries(_) => {
+            TableRpc::ReadAll { after, limit } => {
+                let rows = self.data.scan(
+                    after.as_ref().map(|b| b.as_slice()),
+                    (limit as usize).min(MAX_SCAN_PAGE),
+                )?;
+                Ok(TableRpc::Rows(
+                    rows.into_iter()
+                        .map(|(k, v)| (ByteBuf::from(k), ByteBuf::from(v)))
+                        .collect(),
+                ))
+            }
+            TableRpc::Ok | TableRpc::Entry(_) | TableRpc::Entries(_) | TableRpc::Rows(_) => {
                 Err(Error::UnexpectedAnswer {
                     table: F::TABLE_NAME,
                 })

@@ -40,13 +40,9 @@ pub async fn handle_read_index(
     reverse: bool,
 ) -> Result<Response<ResBody>, ApiError> {
     let mut range = range_bounds(prefix.as_deref(), start.as_deref(), end.as_deref(), reverse)?;
-    let nodes = ctx
-        .garage
-        .system
-        .layout()
-        .current()
-        .storage_nodes()
-        .to_vec();
+    // Storage nodes of every active layout version: during a transition
+    // the old owners still count items the new ones have not received.
+    let nodes = ctx.garage.system.layout().all_storage_nodes();
     let want = limit
         .map(|l| usize::try_from(l).unwrap_or(usize::MAX).saturating_add(1))
         .unwrap_or(usize::MAX);

@@ -14,7 +14,6 @@ use serde_bytes::ByteBuf;
 use tokio::sync::broadcast;
 
 use garage_db::{Db, Tree, TxError};
-use garage_rpc::quorum::call_preferred;
 use garage_rpc::system::System;
 use garage_rpc::{Endpoint, Handler, RpcError, RpcMessage};
 use garage_table::{SortRange, Table, TableSchema, TableShardedReplication};
@@ -71,6 +70,16 @@ pub enum K2VRpc {
     Ok,
     /// Apply these inserts here, then replicate.
     InsertMany(Vec<InsertedItem>),
+    /// Answer to `InsertMany` when the inserts were committed on the
+    /// answering node but did not reach the write quorum: the new item
+    /// states, for the caller to replicate (never to apply again, which
+    /// would store the same value twice under two K2V node ids).
+    InsertIncomplete {
+        /// The committed items.
+        items: Vec<ByteBuf>,
+        /// Why replication failed.
+        error: String,
+    },
     /// Wait until the item is newer than the context.
     PollItem {
         /// Partition.
@@ -126,6 +135,9 @@ pub enum K2VError {
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] garage_db::Error),
+    /// A forwarded insert failed before anything was committed.
+    #[error("{NOT_APPLIED}: {0}")]
+    NotApplied(String),
     /// A grouped commit failed.
     #[error("commit failed: {message}")]
     Commit {
@@ -151,6 +163,10 @@ pub struct K2VRpcHandler {
     clock: Clock,
     committer: std::sync::mpsc::Sender<PendingInsert>,
 }
+
+/// How a replica's error message starts when it applied nothing of a
+/// forwarded insert (so that another replica may take it).
+const NOT_APPLIED: &str = "insert not applied";
 
 /// Most inserts committed in one transaction.
 const MAX_GROUP_ITEMS: usize = 4096;
@@ -242,15 +258,23 @@ impl K2VRpcHandler {
         self.node_id
     }
 
+    /// The nodes storing the partition in any active layout version, in
+    /// the order to try them (self, same zone, lowest ping).
     fn storage_nodes(&self, p: &K2VItemPartition) -> Vec<Uuid> {
         let mut nodes = self.system.storage_nodes_of(&p.hash());
-        if let Some(i) = nodes.iter().position(|n| *n == self.system.id) {
-            nodes.swap(0, i);
-        }
+        self.system.sort_by_preference(&mut nodes);
         nodes
     }
 
     /// Inserts items (grouped by partition, each group to one replica).
+    ///
+    /// The DVVS update of an insert must be applied by exactly one replica:
+    /// applied twice (on two replicas) it would keep the value twice, under
+    /// two K2V node ids. So a group moves on to the next replica only when
+    /// the previous one surely applied nothing (it was not connected, or
+    /// its commit failed); a replica that committed but could not replicate
+    /// hands back its result, which is then replicated from here; an
+    /// answer that never came (timeout) is an error, not a retry.
     pub async fn insert_many(&self, items: Vec<InsertedItem>) -> Result<(), K2VError> {
         let mut groups: BTreeMap<Vec<Uuid>, Vec<InsertedItem>> = BTreeMap::new();
         for it in items {
@@ -259,42 +283,76 @@ impl K2VRpcHandler {
                 .or_default()
                 .push(it);
         }
-        let calls = groups.into_iter().map(|(nodes, batch)| async move {
-            if nodes.is_empty() {
-                return Err(K2VError::Rpc(RpcError::NoNodes {
-                    reason: "the cluster layout is not ready (no layout applied)".into(),
-                }));
-            }
-            // The local replica, when there is one, takes the insert without
-            // an RPC round trip; otherwise (or if it fails) another replica.
-            let mut others = nodes.as_slice();
-            if nodes[0] == self.system.id {
-                match self.handle_insert_many(batch.clone()).await {
-                    Ok(_) => return Ok(()),
-                    Err(K2VError::InvalidCausalityToken) => {
-                        return Err(K2VError::InvalidCausalityToken)
-                    }
-                    Err(e) if nodes.len() == 1 => return Err(e),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "local insert failed, trying another replica");
-                        others = &nodes[1..];
-                    }
-                }
-            }
-            call_preferred(
-                &self.endpoint,
-                others,
-                K2VRpc::InsertMany(batch),
-                1,
-                self.system.rpc_timeout,
-            )
-            .await?;
-            Ok(())
-        });
+        let calls = groups
+            .into_iter()
+            .map(|(nodes, batch)| self.insert_group(nodes, batch));
         for r in futures::future::join_all(calls).await {
             r?;
         }
         Ok(())
+    }
+
+    async fn insert_group(
+        &self,
+        nodes: Vec<Uuid>,
+        batch: Vec<InsertedItem>,
+    ) -> Result<(), K2VError> {
+        if nodes.is_empty() {
+            return Err(K2VError::Rpc(RpcError::NoNodes {
+                reason: "the cluster layout is not ready (no layout applied)".into(),
+            }));
+        }
+        let ctxs = Self::parse_contexts(&batch)?;
+        let mut last_err: Option<K2VError> = None;
+        for node in nodes.iter() {
+            if *node == self.system.id {
+                // The local replica takes the insert without a round trip.
+                match self.apply_local(batch.clone(), ctxs.clone()).await {
+                    Ok(new) => return Ok(self.item_table.replicate_stored(&new).await?),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "local insert failed, trying another replica");
+                        last_err = Some(e);
+                        continue;
+                    }
+                }
+            }
+            let msg = K2VRpc::InsertMany(batch.clone());
+            match self
+                .endpoint
+                .call(*node, &msg, self.system.rpc_timeout)
+                .await
+            {
+                Ok(K2VRpc::Ok) => return Ok(()),
+                Ok(K2VRpc::InsertIncomplete { items, error }) => {
+                    tracing::debug!(%error, "replica committed without quorum; replicating its result");
+                    let items = items
+                        .iter()
+                        .map(|b| {
+                            K2VItem::decode(b)
+                                .ok_or(garage_table::Error::Corrupted { table: "k2v_item" })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    return Ok(self.item_table.insert_many(&items).await?);
+                }
+                Ok(_) => {
+                    return Err(RpcError::Remote {
+                        message: "unexpected answer to an insert".into(),
+                    }
+                    .into())
+                }
+                Err(e @ RpcError::NotConnected { .. }) => last_err = Some(e.into()),
+                Err(RpcError::Remote { message }) if message.starts_with(NOT_APPLIED) => {
+                    last_err = Some(K2VError::NotApplied(message));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| {
+            RpcError::NoNodes {
+                reason: "no replica of the partition could take the insert".into(),
+            }
+            .into()
+        }))
     }
 
     fn parse_contexts(items: &[InsertedItem]) -> Result<Vec<Option<CausalContext>>, K2VError> {
@@ -314,8 +372,11 @@ impl K2VRpcHandler {
     /// hands each caller its new items. Committing on a dedicated thread
     /// keeps the runtime's workers free to receive more requests meanwhile,
     /// so groups grow with the load.
-    async fn apply_local(&self, items: Vec<InsertedItem>) -> Result<Vec<K2VItem>, K2VError> {
-        let ctxs = Self::parse_contexts(&items)?;
+    async fn apply_local(
+        &self,
+        items: Vec<InsertedItem>,
+        ctxs: Vec<Option<CausalContext>>,
+    ) -> Result<Vec<K2VItem>, K2VError> {
         let (done, rx) = tokio::sync::oneshot::channel();
         self.committer
             .send(PendingInsert { items, ctxs, done })
@@ -407,10 +468,33 @@ impl K2VRpcHandler {
         Ok(out)
     }
 
+    /// Applies a forwarded insert. An error before the commit starts with
+    /// [`NOT_APPLIED`] (the caller may try another replica); once committed,
+    /// a replication failure is answered with the committed items.
     async fn handle_insert_many(&self, items: Vec<InsertedItem>) -> Result<K2VRpc, K2VError> {
-        let new = self.apply_local(items).await?;
-        self.item_table.replicate_stored(&new).await?;
-        Ok(K2VRpc::Ok)
+        let ctxs = Self::parse_contexts(&items)?;
+        let new = self
+            .apply_local(items, ctxs)
+            .await
+            .map_err(|e| K2VError::NotApplied(e.to_string()))?;
+        match self.item_table.replicate_stored(&new).await {
+            Ok(()) => Ok(K2VRpc::Ok),
+            Err(e) => {
+                let mut enc = Vec::with_capacity(new.len());
+                for i in new.iter() {
+                    enc.push(ByteBuf::from(i.encode().map_err(|e| {
+                        garage_table::Error::Encode {
+                            table: "k2v_item",
+                            message: e.to_string(),
+                        }
+                    })?));
+                }
+                Ok(K2VRpc::InsertIncomplete {
+                    items: enc,
+                    error: e.to_string(),
+                })
+            }
+        }
     }
 
     /// Waits until the item holds a value newer than `ctx_token`, at most
@@ -696,12 +780,13 @@ impl K2VRpcHandler {
                     items: enc,
                 })
             }
-            K2VRpc::Ok | K2VRpc::PollItemResponse(_) | K2VRpc::PollRangeResponse { .. } => {
-                Err(RpcError::Remote {
-                    message: "unexpected K2V message".into(),
-                }
-                .into())
+            K2VRpc::Ok
+            | K2VRpc::InsertIncomplete { .. }
+            | K2VRpc::PollItemResponse(_)
+            | K2VRpc::PollRangeResponse { .. } => Err(RpcError::Remote {
+                message: "unexpected K2V message".into(),
             }
+            .into()),
         }
     }
 
