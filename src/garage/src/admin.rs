@@ -16,7 +16,9 @@ use garage_table::EmptyKey;
 use garage_util::config::format_size;
 use garage_util::data::Uuid;
 
-use crate::cli::{BucketCmd, KeyCmd};
+use garage_util::background::BackgroundRunner;
+
+use crate::cli::{BucketCmd, DebugCmd, KeyCmd, RepairWhat, WorkerCmd};
 use crate::fmt::format_table;
 
 /// Path of the admin endpoint.
@@ -29,6 +31,12 @@ pub enum AdminRpc {
     Key(KeyCmd),
     /// `garage bucket …`.
     Bucket(BucketCmd),
+    /// `garage worker …`.
+    Worker(WorkerCmd),
+    /// `garage repair …`.
+    Repair(RepairWhat),
+    /// `garage debug …`.
+    Debug(DebugCmd),
 }
 
 impl RpcMessage for AdminRpc {
@@ -39,14 +47,80 @@ impl RpcMessage for AdminRpc {
 /// Runs admin commands on this node.
 pub struct AdminRpcHandler {
     garage: Arc<Garage>,
+    bg: Arc<BackgroundRunner>,
 }
 
 impl AdminRpcHandler {
     /// Registers the handler.
-    pub fn register(garage: Arc<Garage>) {
+    pub fn register(garage: Arc<Garage>, bg: Arc<BackgroundRunner>) {
         let ep: Endpoint<AdminRpc> = Endpoint::new(garage.system.transport.clone(), ADMIN_PATH);
-        ep.set_handler(Arc::new(Self { garage }));
+        ep.set_handler(Arc::new(Self { garage, bg }));
     }
+
+    fn workers(&self) -> String {
+        let mut rows = vec!["Name\tState\tErrors\tStatus".to_string()];
+        for w in self.bg.workers() {
+            let errors = match &w.last_error {
+                Some(e) if w.errors > 0 => format!("{} ({e})", w.errors),
+                _ => w.errors.to_string(),
+            };
+            rows.push(format!("{}\t{}\t{}\t{}", w.name, w.state, errors, w.status));
+        }
+        format_table(&rows)
+    }
+
+    fn repair(&self, what: RepairWhat) -> String {
+        match what {
+            RepairWhat::Tables => {
+                let g = &self.garage;
+                g.key_table.sync_trigger.request();
+                g.bucket_table.sync_trigger.request();
+                g.bucket_alias_table.sync_trigger.request();
+                #[cfg(feature = "k2v")]
+                {
+                    g.k2v.item_table.sync_trigger.request();
+                    g.k2v.counter_table.sync_trigger.request();
+                }
+                "Repair launched: a full anti-entropy pass of every table with every peer.".into()
+            }
+        }
+    }
+
+    async fn debug(&self, cmd: DebugCmd) -> Result<String, HelperError> {
+        match cmd {
+            DebugCmd::MerkleRoots { table } => {
+                let g = &self.garage;
+                let roots = match table.as_str() {
+                    "key" => roots_of(&g.key_table, 1).await?,
+                    "bucket" => roots_of(&g.bucket_table, 1).await?,
+                    "bucket_alias" => roots_of(&g.bucket_alias_table, 1).await?,
+                    #[cfg(feature = "k2v")]
+                    "k2v_item" => roots_of(&g.k2v.item_table, 256).await?,
+                    #[cfg(feature = "k2v")]
+                    "k2v_index_counter" => roots_of(&g.k2v.counter_table, 256).await?,
+                    other => return Err(refused(&format!("unknown table `{other}`"))),
+                };
+                let mut out = String::new();
+                for (p, r) in roots.into_iter().enumerate() {
+                    let r = r.map(|h| h.to_hex()).unwrap_or_else(|| "-".into());
+                    let _ = writeln!(out, "{p:02x} {r}");
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// The Merkle roots of the first `n` partitions of a table, after hashing
+/// every pending change.
+async fn roots_of<F: garage_table::TableSchema, R: garage_table::TableReplication>(
+    t: &garage_table::Table<F, R>,
+    n: u16,
+) -> Result<Vec<Option<garage_util::data::Hash>>, HelperError> {
+    t.flush_merkle().await?;
+    (0..n)
+        .map(|p| t.merkle.root(p).map_err(HelperError::from))
+        .collect()
 }
 
 #[async_trait]
@@ -55,6 +129,9 @@ impl Handler<AdminRpc> for AdminRpcHandler {
         let r = match msg {
             AdminRpc::Key(k) => self.key(k).await,
             AdminRpc::Bucket(b) => self.bucket(b).await,
+            AdminRpc::Worker(WorkerCmd::List) => Ok(self.workers()),
+            AdminRpc::Repair(w) => Ok(self.repair(w)),
+            AdminRpc::Debug(d) => self.debug(d).await,
         };
         r.map_err(|e| e.to_string())
     }

@@ -82,6 +82,50 @@ pub enum Command {
     /// Buckets.
     #[command(subcommand)]
     Bucket(BucketCmd),
+    /// Background workers of the node.
+    #[command(subcommand)]
+    Worker(WorkerCmd),
+    /// Start a repair on the node.
+    Repair(RepairOpt),
+    /// Inspect the node's internal state.
+    #[command(subcommand)]
+    Debug(DebugCmd),
+}
+
+/// `garage worker`.
+#[derive(Subcommand, Debug, Clone, Serialize, Deserialize)]
+pub enum WorkerCmd {
+    /// List the background workers with their state and queues.
+    List,
+}
+
+/// `garage repair`.
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct RepairOpt {
+    /// Confirm the repair.
+    #[arg(long = "yes")]
+    pub yes: bool,
+    /// What to repair.
+    #[command(subcommand)]
+    pub what: RepairWhat,
+}
+
+/// What `garage repair` repairs.
+#[derive(Subcommand, Debug, Clone, Serialize, Deserialize)]
+pub enum RepairWhat {
+    /// Run a full anti-entropy pass of every table with every peer now.
+    Tables,
+}
+
+/// `garage debug`.
+#[derive(Subcommand, Debug, Clone, Serialize, Deserialize)]
+pub enum DebugCmd {
+    /// Print the Merkle root of every partition of a table on this node
+    /// (after hashing pending changes), to compare replicas.
+    MerkleRoots {
+        /// The table: k2v_item, k2v_index_counter, key, bucket, bucket_alias.
+        table: String,
+    },
 }
 
 /// `garage server`.

@@ -140,6 +140,21 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("{}", remote.admin(AdminRpc::Bucket(b.clone())).await?);
             Ok(())
         }
+        Command::Worker(w) => {
+            print!("{}", remote.admin(AdminRpc::Worker(w.clone())).await?);
+            Ok(())
+        }
+        Command::Repair(r) => {
+            if !r.yes {
+                bail!("garage repair needs --yes to run");
+            }
+            println!("{}", remote.admin(AdminRpc::Repair(r.what.clone())).await?);
+            Ok(())
+        }
+        Command::Debug(d) => {
+            print!("{}", remote.admin(AdminRpc::Debug(d.clone())).await?);
+            Ok(())
+        }
     }
 }
 

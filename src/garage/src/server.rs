@@ -110,7 +110,6 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
         Clock::system(),
         Rng::from_os(),
     )?;
-    AdminRpcHandler::register(garage.clone());
 
     // 4. Listeners: bind everything before serving, so a busy port is a clear error.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -146,6 +145,7 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
     // 5. Background workers.
     let bg = BackgroundRunner::new(stop_rx.clone());
     garage.spawn_workers(&bg);
+    AdminRpcHandler::register(garage.clone(), bg.clone());
 
     // 6. Serve.
     let mut tasks = vec![];

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use garage_db::Db;
 use garage_rpc::system::System;
-use garage_table::{FullCopySyncWorker, Table, TableFullReplication};
+use garage_table::{FullCopySyncWorker, MerkleWorker, Table, TableFullReplication};
+#[cfg(feature = "k2v")]
+use garage_table::{GcWorker, SyncWorker};
 use garage_util::background::BackgroundRunner;
 use garage_util::config::Config;
 use garage_util::rng::Rng;
@@ -73,13 +75,26 @@ impl Garage {
         let full = || TableFullReplication {
             system: system.clone(),
         };
-        let key_table = Table::new(Arc::new(KeyTable), full(), system.clone(), db.clone())?;
-        let bucket_table = Table::new(Arc::new(BucketTable), full(), system.clone(), db.clone())?;
+        let key_table = Table::new(
+            Arc::new(KeyTable),
+            full(),
+            system.clone(),
+            db.clone(),
+            clock.clone(),
+        )?;
+        let bucket_table = Table::new(
+            Arc::new(BucketTable),
+            full(),
+            system.clone(),
+            db.clone(),
+            clock.clone(),
+        )?;
         let bucket_alias_table = Table::new(
             Arc::new(BucketAliasTable),
             full(),
             system.clone(),
             db.clone(),
+            clock.clone(),
         )?;
 
         #[cfg(feature = "k2v")]
@@ -97,6 +112,7 @@ impl Garage {
                 sharded(),
                 system.clone(),
                 db.clone(),
+                clock.clone(),
             )?;
             counter.set_table(counter_table.clone());
             let subscriptions = Arc::new(SubscriptionManager::new());
@@ -108,6 +124,7 @@ impl Garage {
                 sharded(),
                 system.clone(),
                 db.clone(),
+                clock.clone(),
             )?;
             let node_id = k2v_node_id(&db, rng.next_u64())?;
             let rpc = K2VRpcHandler::new(
@@ -154,6 +171,22 @@ impl Garage {
             self.bucket_alias_table.clone(),
             full_sync,
         ));
+        bg.spawn_worker(MerkleWorker::new(self.key_table.merkle.clone()));
+        bg.spawn_worker(MerkleWorker::new(self.bucket_table.merkle.clone()));
+        bg.spawn_worker(MerkleWorker::new(self.bucket_alias_table.merkle.clone()));
+        #[cfg(feature = "k2v")]
+        {
+            let sync = std::time::Duration::from_secs(self.config.sync_interval_secs.max(1));
+            let gc = std::time::Duration::from_secs(self.config.tombstone_gc_delay_secs);
+            let items = &self.k2v.item_table;
+            let counters = &self.k2v.counter_table;
+            bg.spawn_worker(MerkleWorker::new(items.merkle.clone()));
+            bg.spawn_worker(MerkleWorker::new(counters.merkle.clone()));
+            bg.spawn_worker(SyncWorker::new(items.clone(), sync));
+            bg.spawn_worker(SyncWorker::new(counters.clone(), sync));
+            bg.spawn_worker(GcWorker::new(items.clone(), gc));
+            bg.spawn_worker(GcWorker::new(counters.clone(), gc));
+        }
         #[cfg(feature = "k2v")]
         bg.spawn_worker(self.k2v.counter.worker());
     }

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use garage_db::{Db, Transaction, Tree, TxError};
 use garage_util::crdt::Crdt;
-use garage_util::data::Hash;
+use garage_util::data::{blake2sum, Hash};
 use garage_util::encode::Migrate;
+use garage_util::time::Clock;
 
 use crate::error::Error;
 use crate::schema::{Entry, PartitionKey, SortKey, TableSchema};
@@ -24,8 +25,13 @@ pub struct TableData<F: TableSchema> {
     pub db: Db,
     /// Entries.
     pub store: Tree,
-    /// Keys whose Merkle leaf must be recomputed, with the value's hash.
+    /// Keys whose Merkle leaf must be recomputed (empty values).
     pub merkle_todo: Tree,
+    /// Tombstones to collect: `stored at (ms, u64 BE) ‖ storage key` →
+    /// hash of the tombstone (None: this table keeps its tombstones).
+    pub gc_todo: Option<Tree>,
+    /// The clock stamping the GC queue.
+    pub clock: Clock,
     generation: std::sync::atomic::AtomicU64,
 }
 
@@ -77,15 +83,28 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl<F: TableSchema> TableData<F> {
-    /// Opens the table's trees.
-    pub fn new(schema: Arc<F>, db: Db) -> Result<Arc<Self>, Error> {
+    /// Opens the table's trees; `collect_tombstones` queues every stored
+    /// tombstone for garbage collection.
+    pub fn new(
+        schema: Arc<F>,
+        db: Db,
+        clock: Clock,
+        collect_tombstones: bool,
+    ) -> Result<Arc<Self>, Error> {
         let store = db.open_tree(&format!("{}:table", F::TABLE_NAME))?;
         let merkle_todo = db.open_tree(&format!("{}:merkle_todo", F::TABLE_NAME))?;
+        let gc_todo = if collect_tombstones {
+            Some(db.open_tree(&format!("{}:gc_todo", F::TABLE_NAME))?)
+        } else {
+            None
+        };
         Ok(Arc::new(Self {
             schema,
             db,
             store,
             merkle_todo,
+            gc_todo,
+            clock,
             generation: std::sync::atomic::AtomicU64::new(0),
         }))
     }
@@ -267,8 +286,46 @@ impl<F: TableSchema> TableData<F> {
         // An empty value marks the key dirty: the Merkle updater hashes the
         // stored value when it processes the key (no hash on the write path).
         tx.insert(&self.merkle_todo, key, &[])?;
+        if let (Some(gc), true) = (&self.gc_todo, new.is_tombstone()) {
+            let mut qk = self.clock.now_ms().to_be_bytes().to_vec();
+            qk.extend_from_slice(key);
+            tx.insert(gc, &qk, blake2sum(&enc).as_slice())?;
+        }
         self.schema.updated(tx, old, Some(new))?;
         Ok(())
+    }
+
+    /// Deletes the entries at `keys` whose stored value still hashes to the
+    /// given hash, in one transaction (Merkle todo and hook included);
+    /// returns how many were deleted.
+    pub fn delete_if_equal_hash(&self, keys: &[(Vec<u8>, Hash)]) -> Result<usize, Error> {
+        let res = self.db.transaction(|tx| {
+            let mut deleted = vec![];
+            for (key, h) in keys {
+                let Some(v) = tx.get(&self.store, key)? else {
+                    continue;
+                };
+                if blake2sum(&v) != *h {
+                    continue;
+                }
+                let old = self.decode(&v).map_err(TxError::Abort)?;
+                tx.remove(&self.store, key)?;
+                tx.insert(&self.merkle_todo, key, &[])?;
+                self.schema.updated(tx, Some(&old), None)?;
+                deleted.push(());
+            }
+            Ok(deleted.len())
+        });
+        match res {
+            Ok(n) => {
+                if n > 0 {
+                    self.bump_generation();
+                }
+                Ok(n)
+            }
+            Err(TxError::Abort(e)) => Err(e),
+            Err(TxError::Db(e)) => Err(e.into()),
+        }
     }
 
     /// Merges a batch of encoded entries (from a peer) in one transaction.

@@ -31,4 +31,7 @@ pub enum Error {
         /// The table.
         table: &'static str,
     },
+    /// A background task failed to run.
+    #[error("background task failed: {0}")]
+    Task(String),
 }

@@ -12,13 +12,19 @@
 mod data;
 mod error;
 mod full_sync;
+mod gc;
+pub mod merkle;
 mod replication;
 mod schema;
+mod sync;
 mod table;
 
 pub use data::{prefix_end, SortRange, TableData};
 pub use error::Error;
 pub use full_sync::FullCopySyncWorker;
+pub use gc::GcWorker;
+pub use merkle::MerkleWorker;
 pub use replication::{TableFullReplication, TableReplication, TableShardedReplication};
 pub use schema::{EmptyKey, Entry, PartitionKey, SortKey, TableSchema};
-pub use table::Table;
+pub use sync::{SyncStats, SyncTrigger, SyncWorker};
+pub use table::{Table, TableRpc};

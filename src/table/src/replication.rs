@@ -17,6 +17,8 @@ pub trait TableReplication: Send + Sync + 'static {
     fn write_quorum(&self) -> usize;
     /// Whether this table is split into partitions (else one partition).
     fn sharded(&self) -> bool;
+    /// Every node storing the partition of `hash` in any active version.
+    fn storage_nodes(&self, hash: &Hash) -> Vec<Uuid>;
 }
 
 /// Sharded: each partition on `rf` nodes chosen by the layout.
@@ -42,6 +44,9 @@ impl TableReplication for TableShardedReplication {
     }
     fn sharded(&self) -> bool {
         true
+    }
+    fn storage_nodes(&self, hash: &Hash) -> Vec<Uuid> {
+        self.system.storage_nodes_of(hash)
     }
 }
 
@@ -81,5 +86,8 @@ impl TableReplication for TableFullReplication {
     }
     fn sharded(&self) -> bool {
         false
+    }
+    fn storage_nodes(&self, _hash: &Hash) -> Vec<Uuid> {
+        self.all_nodes()
     }
 }

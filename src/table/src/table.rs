@@ -14,10 +14,14 @@ use garage_util::crdt::Crdt;
 use garage_util::data::{Hash, Uuid};
 use garage_util::encode::Migrate;
 
+use garage_util::time::Clock;
+
 use crate::data::{tree_key, SortRange, TableData};
 use crate::error::Error;
+use crate::merkle::{MerkleNode, MerkleTrie};
 use crate::replication::TableReplication;
 use crate::schema::{Entry, PartitionKey, SortKey, TableSchema};
+use crate::sync::SyncTrigger;
 
 /// Messages between replicas of a table. Keys and filters travel encoded,
 /// so the message type does not depend on the schema.
@@ -59,6 +63,17 @@ pub enum TableRpc {
     },
     /// Answer to `ReadAll`: (storage key, encoded entry) pairs.
     Rows(Vec<(ByteBuf, ByteBuf)>),
+    /// The Merkle root hashes of these partitions.
+    GetRoots(Vec<u16>),
+    /// Answer to `GetRoots`, in the same order.
+    Roots(Vec<Option<Hash>>),
+    /// The Merkle nodes at these (partition, prefix) positions.
+    GetNodes(Vec<(u16, ByteBuf)>),
+    /// Answer to `GetNodes`, in the same order.
+    Nodes(Vec<MerkleNode>),
+    /// Delete these (storage key, value hash) entries where the stored
+    /// value still has that hash (second phase of tombstone GC).
+    DeleteIfEqualHash(Vec<(ByteBuf, Hash)>),
 }
 
 impl RpcMessage for TableRpc {
@@ -79,18 +94,26 @@ pub struct Table<F: TableSchema, R: TableReplication> {
     pub replication: R,
     /// Membership.
     pub system: Arc<System>,
+    /// The Merkle tries of the local data.
+    pub merkle: Arc<MerkleTrie<F>>,
+    /// Requests for a full anti-entropy pass.
+    pub sync_trigger: SyncTrigger,
     endpoint: Endpoint<TableRpc>,
 }
 
 impl<F: TableSchema, R: TableReplication> Table<F, R> {
-    /// Builds the table and registers its RPC handler.
+    /// Builds the table and registers its RPC handler. Sharded tables
+    /// collect their tombstones; full-copy tables (keys, buckets) keep them.
     pub fn new(
         schema: Arc<F>,
         replication: R,
         system: Arc<System>,
         db: garage_db::Db,
+        clock: Clock,
     ) -> Result<Arc<Self>, Error> {
-        let data = TableData::new(schema, db)?;
+        let sharded = replication.sharded();
+        let data = TableData::new(schema, db, clock, sharded)?;
+        let merkle = MerkleTrie::new(data.clone(), sharded)?;
         let endpoint = Endpoint::new(
             system.transport.clone(),
             &format!("table/{}", F::TABLE_NAME),
@@ -99,6 +122,8 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             data,
             replication,
             system,
+            merkle,
+            sync_trigger: SyncTrigger::default(),
             endpoint,
         });
         t.endpoint.set_handler(t.clone());
@@ -428,6 +453,10 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         });
     }
 
+    pub(crate) fn endpoint(&self) -> &Endpoint<TableRpc> {
+        &self.endpoint
+    }
+
     /// This node's id.
     pub fn system_id(&self) -> Uuid {
         self.system.id
@@ -488,11 +517,31 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                         .collect(),
                 ))
             }
-            TableRpc::Ok | TableRpc::Entry(_) | TableRpc::Entries(_) | TableRpc::Rows(_) => {
-                Err(Error::UnexpectedAnswer {
-                    table: F::TABLE_NAME,
-                })
+            TableRpc::GetRoots(parts) => Ok(TableRpc::Roots(
+                parts
+                    .iter()
+                    .map(|p| self.merkle.root(*p))
+                    .collect::<Result<_, _>>()?,
+            )),
+            TableRpc::GetNodes(list) => Ok(TableRpc::Nodes(
+                list.iter()
+                    .map(|(p, prefix)| self.merkle.node(*p, prefix))
+                    .collect::<Result<_, _>>()?,
+            )),
+            TableRpc::DeleteIfEqualHash(list) => {
+                let list: Vec<(Vec<u8>, Hash)> =
+                    list.into_iter().map(|(k, h)| (k.into_vec(), h)).collect();
+                self.data.delete_if_equal_hash(&list)?;
+                Ok(TableRpc::Ok)
             }
+            TableRpc::Ok
+            | TableRpc::Entry(_)
+            | TableRpc::Entries(_)
+            | TableRpc::Rows(_)
+            | TableRpc::Roots(_)
+            | TableRpc::Nodes(_) => Err(Error::UnexpectedAnswer {
+                table: F::TABLE_NAME,
+            }),
         }
     }
 }

@@ -38,10 +38,26 @@ pub trait Worker: Send {
     async fn wait_for_work(&mut self);
 }
 
+/// What `garage worker list` shows of one worker.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerInfo {
+    /// The worker's name.
+    pub name: String,
+    /// `busy`, `idle`, `error` (backing off) or `done`.
+    pub state: String,
+    /// The worker's own status line (queue lengths, progress).
+    pub status: String,
+    /// Failed steps so far.
+    pub errors: u64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
 /// Runs workers until shutdown.
 pub struct BackgroundRunner {
     stop: watch::Receiver<bool>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    infos: Arc<Mutex<Vec<WorkerInfo>>>,
 }
 
 impl BackgroundRunner {
@@ -50,19 +66,67 @@ impl BackgroundRunner {
         Arc::new(Self {
             stop,
             handles: Mutex::new(Vec::new()),
+            infos: Arc::new(Mutex::new(Vec::new())),
         })
+    }
+
+    /// The state of every worker started so far.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.infos.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Starts a worker.
     pub fn spawn_worker<W: Worker + 'static>(&self, mut w: W) {
         let mut stop = self.stop.clone();
+        let infos = self.infos.clone();
+        let idx = {
+            let mut l = infos.lock().unwrap_or_else(|e| e.into_inner());
+            l.push(WorkerInfo {
+                name: w.name(),
+                state: "idle".into(),
+                status: w.status(),
+                errors: 0,
+                last_error: None,
+            });
+            l.len() - 1
+        };
+        // A busy worker's status is refreshed at most once a second (a
+        // status line may count a queue).
+        let mut last_busy: Option<std::time::Instant> = None;
+        let mut report = move |w: &W, state: &str, error: Option<String>| {
+            if state == "busy" {
+                if last_busy.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                    return;
+                }
+                last_busy = Some(std::time::Instant::now());
+            } else {
+                last_busy = None;
+            }
+            let status = w.status();
+            let mut l = infos.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = l.get_mut(idx) {
+                i.state = state.to_string();
+                i.status = status;
+                if let Some(e) = error {
+                    i.errors += 1;
+                    i.last_error = Some(e);
+                }
+            }
+        };
         let h = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
                 if *stop.borrow() {
                     break;
                 }
-                match w.work(&mut stop).await {
+                let step = w.work(&mut stop).await;
+                match &step {
+                    Ok(WorkerState::Busy) => report(&w, "busy", None),
+                    Ok(WorkerState::Idle) => report(&w, "idle", None),
+                    Ok(WorkerState::Done) => report(&w, "done", None),
+                    Err(e) => report(&w, "error", Some(e.clone())),
+                }
+                match step {
                     Ok(WorkerState::Busy) => {
                         backoff = Duration::from_millis(100);
                         tokio::task::yield_now().await;

@@ -1,0 +1,312 @@
+//! Anti-entropy of a sharded table: replicas compare Merkle tries and push
+//! what the other side lacks.
+//!
+//! For each partition two nodes both store, the syncing node asks the
+//! peer's root hashes (one call for all shared partitions), then walks down
+//! the differing subtrees level by level (one call per level, up to 256
+//! nodes each) and pushes the entries of its leaves that differ. The walk
+//! is push-only: what the peer has and this node lacks arrives when the
+//! peer syncs in turn.
+//!
+//! A node syncs with a peer as soon as that peer becomes reachable (which
+//! covers the node's own start and a peer's restart), with every peer each
+//! `interval`, when the layout changes, and when asked to (`garage repair
+//! tables`).
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_bytes::ByteBuf;
+use tokio::sync::{watch, Notify};
+
+use garage_rpc::layout::partitions;
+use garage_util::background::{Worker, WorkerState};
+use garage_util::data::Uuid;
+
+use crate::error::Error;
+use crate::merkle::MerkleNode;
+use crate::replication::TableReplication;
+use crate::schema::TableSchema;
+use crate::table::{Table, TableRpc};
+
+/// Most Merkle nodes asked in one call.
+const NODES_PER_CALL: usize = 256;
+/// Entries pushed in one call: at most this many...
+const ITEMS_PER_PUSH: usize = 256;
+/// ...and about this many bytes.
+const BYTES_PER_PUSH: usize = 1 << 20;
+
+/// A request for a full sync pass, shared by a table and its worker.
+#[derive(Default)]
+pub struct SyncTrigger {
+    requested: AtomicBool,
+    notify: Notify,
+}
+
+impl SyncTrigger {
+    /// Asks for a full pass as soon as possible.
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> bool {
+        self.requested.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// What one sync with one peer did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Partitions compared.
+    pub partitions: usize,
+    /// Partitions whose roots differed.
+    pub differing: usize,
+    /// Entries pushed to the peer.
+    pub pushed: usize,
+}
+
+impl<F: TableSchema, R: TableReplication> Table<F, R> {
+    /// The partitions this node and `peer` both store (in any active layout
+    /// version).
+    pub fn shared_partitions(&self, peer: Uuid) -> Vec<u16> {
+        let me = self.system.id;
+        partitions()
+            .filter(|(_, h)| {
+                let nodes = self.replication.storage_nodes(h);
+                nodes.contains(&me) && nodes.contains(&peer)
+            })
+            .map(|(p, _)| p as u16)
+            .collect()
+    }
+
+    /// Hashes every dirty key into the Merkle tries.
+    pub async fn flush_merkle(&self) -> Result<(), Error> {
+        let trie = self.merkle.clone();
+        tokio::task::spawn_blocking(move || {
+            while trie.update_batch()? > 0 {}
+            Ok::<(), Error>(())
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// Compares the tries of `parts` with `peer` and pushes every local
+    /// entry the peer's trie lacks or holds with another value.
+    pub async fn sync_with(&self, peer: Uuid, parts: &[u16]) -> Result<SyncStats, Error> {
+        let mut stats = SyncStats {
+            partitions: parts.len(),
+            ..Default::default()
+        };
+        if parts.is_empty() {
+            return Ok(stats);
+        }
+        let timeout = self.system.rpc_timeout;
+        let unexpected = || Error::UnexpectedAnswer {
+            table: F::TABLE_NAME,
+        };
+        let remote = match self
+            .endpoint()
+            .call(peer, &TableRpc::GetRoots(parts.to_vec()), timeout)
+            .await?
+        {
+            TableRpc::Roots(r) if r.len() == parts.len() => r,
+            _ => return Err(unexpected()),
+        };
+        let mut queue: VecDeque<(u16, Vec<u8>)> = VecDeque::new();
+        for (p, r) in parts.iter().zip(remote) {
+            if self.merkle.root(*p)? != r {
+                queue.push_back((*p, vec![]));
+                stats.differing += 1;
+            }
+        }
+        let mut to_push: Vec<Vec<u8>> = vec![];
+        while !queue.is_empty() {
+            let n = queue.len().min(NODES_PER_CALL);
+            let batch: Vec<(u16, Vec<u8>)> = queue.drain(..n).collect();
+            let msg = TableRpc::GetNodes(
+                batch
+                    .iter()
+                    .map(|(p, pre)| (*p, ByteBuf::from(pre.clone())))
+                    .collect(),
+            );
+            let remote = match self.endpoint().call(peer, &msg, timeout).await? {
+                TableRpc::Nodes(v) if v.len() == batch.len() => v,
+                _ => return Err(unexpected()),
+            };
+            for ((p, prefix), rnode) in batch.into_iter().zip(remote) {
+                match self.merkle.node(p, &prefix)? {
+                    MerkleNode::Empty => (),
+                    MerkleNode::Leaf(k, h) => {
+                        if rnode != MerkleNode::Leaf(k.clone(), h) {
+                            to_push.push(k.into_vec());
+                        }
+                    }
+                    MerkleNode::Intermediate(children) => {
+                        let theirs: &[(u8, _)] = match &rnode {
+                            MerkleNode::Intermediate(c) => c,
+                            _ => &[],
+                        };
+                        for (c, h) in children {
+                            let same = theirs
+                                .binary_search_by_key(&c, |x| x.0)
+                                .is_ok_and(|i| theirs[i].1 == h);
+                            if !same {
+                                let mut child = prefix.clone();
+                                child.push(c);
+                                queue.push_back((p, child));
+                            }
+                        }
+                    }
+                }
+            }
+            if to_push.len() >= ITEMS_PER_PUSH {
+                stats.pushed += self.push_keys(peer, std::mem::take(&mut to_push)).await?;
+            }
+        }
+        stats.pushed += self.push_keys(peer, to_push).await?;
+        Ok(stats)
+    }
+
+    /// Sends the stored entries at `keys` to `peer`, in batches.
+    async fn push_keys(&self, peer: Uuid, keys: Vec<Vec<u8>>) -> Result<usize, Error> {
+        let mut sent = 0;
+        let mut batch: Vec<ByteBuf> = vec![];
+        let mut bytes = 0;
+        let timeout = self.system.rpc_timeout;
+        for (i, k) in keys.iter().enumerate() {
+            if let Some(v) = self.data.store.get(k)? {
+                bytes += v.len();
+                batch.push(ByteBuf::from(v));
+            }
+            let last = i + 1 == keys.len();
+            if !batch.is_empty()
+                && (last || batch.len() >= ITEMS_PER_PUSH || bytes >= BYTES_PER_PUSH)
+            {
+                let n = batch.len();
+                let msg = TableRpc::Update(std::mem::take(&mut batch));
+                self.endpoint().call(peer, &msg, timeout).await?;
+                sent += n;
+                bytes = 0;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// The anti-entropy worker of one sharded table.
+pub struct SyncWorker<F: TableSchema, R: TableReplication> {
+    table: Arc<Table<F, R>>,
+    interval: Duration,
+    layout: watch::Receiver<u64>,
+    synced: BTreeSet<Uuid>,
+    next_full: tokio::time::Instant,
+    passes: u64,
+    pushed: u64,
+    last_error: Option<String>,
+}
+
+impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
+    /// A worker syncing `table` with every peer each `interval`.
+    pub fn new(table: Arc<Table<F, R>>, interval: Duration) -> Self {
+        let layout = table.system.layout_watch();
+        Self {
+            table,
+            interval,
+            layout,
+            synced: BTreeSet::new(),
+            next_full: tokio::time::Instant::now() + interval,
+            passes: 0,
+            pushed: 0,
+            last_error: None,
+        }
+    }
+}
+
+#[async_trait]
+impl<F: TableSchema, R: TableReplication> Worker for SyncWorker<F, R> {
+    fn name(&self) -> String {
+        format!("{} anti-entropy", F::TABLE_NAME)
+    }
+
+    fn status(&self) -> String {
+        let mut s = format!(
+            "{} full passes, {} peers synced, {} entries pushed",
+            self.passes,
+            self.synced.len(),
+            self.pushed
+        );
+        if let Some(e) = &self.last_error {
+            s.push_str("; last error: ");
+            s.push_str(e);
+        }
+        s
+    }
+
+    async fn work(&mut self, _stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
+        let me = self.table.system.id;
+        let up: BTreeSet<Uuid> = self
+            .table
+            .up_peers()
+            .into_iter()
+            .filter(|p| *p != me)
+            .collect();
+        self.synced.retain(|p| up.contains(p));
+        let now = tokio::time::Instant::now();
+        let layout_changed = self.layout.has_changed().unwrap_or(false);
+        if layout_changed {
+            self.layout.mark_unchanged();
+        }
+        let full = self.table.sync_trigger.take() || layout_changed || now >= self.next_full;
+        if full {
+            self.next_full = now + self.interval;
+        }
+        let todo: Vec<Uuid> = up
+            .iter()
+            .filter(|p| full || !self.synced.contains(p))
+            .copied()
+            .collect();
+        if todo.is_empty() {
+            return Ok(WorkerState::Idle);
+        }
+        self.table.flush_merkle().await.map_err(|e| e.to_string())?;
+        let mut all_ok = true;
+        for peer in todo {
+            let parts = self.table.shared_partitions(peer);
+            match self.table.sync_with(peer, &parts).await {
+                Ok(st) => {
+                    self.pushed += st.pushed as u64;
+                    if st.pushed > 0 {
+                        tracing::info!(
+                            table = F::TABLE_NAME,
+                            peer = ?peer,
+                            differing = st.differing,
+                            pushed = st.pushed,
+                            "anti-entropy pushed entries"
+                        );
+                    }
+                    self.synced.insert(peer);
+                }
+                Err(e) => {
+                    all_ok = false;
+                    tracing::debug!(table = F::TABLE_NAME, peer = ?peer, error = %e, "sync failed");
+                    self.last_error = Some(e.to_string());
+                }
+            }
+        }
+        if full && all_ok {
+            self.passes += 1;
+        }
+        Ok(WorkerState::Idle)
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => (),
+            _ = self.table.sync_trigger.notify.notified() => (),
+        }
+    }
+}
