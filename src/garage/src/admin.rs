@@ -107,8 +107,48 @@ impl AdminRpcHandler {
                 }
                 Ok(out)
             }
+            DebugCmd::Entries { table } => {
+                let g = &self.garage;
+                let (n, t) = match table.as_str() {
+                    "key" => count_of(&g.key_table)?,
+                    "bucket" => count_of(&g.bucket_table)?,
+                    "bucket_alias" => count_of(&g.bucket_alias_table)?,
+                    #[cfg(feature = "k2v")]
+                    "k2v_item" => count_of(&g.k2v.item_table)?,
+                    #[cfg(feature = "k2v")]
+                    "k2v_index_counter" => count_of(&g.k2v.counter_table)?,
+                    other => return Err(refused(&format!("unknown table `{other}`"))),
+                };
+                Ok(format!("entries: {n}\ntombstones: {t}\n"))
+            }
         }
     }
+}
+
+/// (entries, tombstones among them) stored locally by a table.
+fn count_of<F: garage_table::TableSchema, R: garage_table::TableReplication>(
+    t: &garage_table::Table<F, R>,
+) -> Result<(usize, usize), HelperError> {
+    use garage_table::Entry;
+    let (mut n, mut tomb) = (0, 0);
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = t.data.scan(after.as_deref(), 1000)?;
+        let Some(last) = rows.last().map(|r| r.0.clone()) else {
+            break;
+        };
+        for (_, v) in rows.iter() {
+            n += 1;
+            if <F::E as garage_util::encode::Migrate>::decode(v).is_some_and(|e| e.is_tombstone()) {
+                tomb += 1;
+            }
+        }
+        if rows.len() < 1000 {
+            break;
+        }
+        after = Some(last);
+    }
+    Ok((n, tomb))
 }
 
 /// The Merkle roots of the first `n` partitions of a table, after hashing

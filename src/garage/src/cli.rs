@@ -126,6 +126,12 @@ pub enum DebugCmd {
         /// The table: k2v_item, k2v_index_counter, key, bucket, bucket_alias.
         table: String,
     },
+    /// Count the entries (and tombstones among them) a table stores on
+    /// this node.
+    Entries {
+        /// The table, as for `merkle-roots`.
+        table: String,
+    },
 }
 
 /// `garage server`.

@@ -57,6 +57,8 @@ pub struct NodeOpts {
     pub bootstrap: Vec<String>,
     /// Loopback address (127.0.0.x).
     pub ip: String,
+    /// `rpc_timeout_msec` of the config.
+    pub rpc_timeout_msec: u64,
 }
 
 impl Default for NodeOpts {
@@ -68,6 +70,7 @@ impl Default for NodeOpts {
             k2v_extra: String::new(),
             bootstrap: vec![],
             ip: "127.0.0.1".into(),
+            rpc_timeout_msec: 5000,
         }
     }
 }
@@ -105,7 +108,7 @@ replication_factor = {rf}
 rpc_bind_addr = "{ip}:{rpc_port}"
 rpc_public_addr = "{ip}:{rpc_port}"
 rpc_secret = "{secret}"
-rpc_timeout_msec = 5000
+rpc_timeout_msec = {rpc_timeout_msec}
 bootstrap_peers = [{peers}]
 {extra}
 
@@ -127,6 +130,7 @@ api_bind_addr = "{ip}:{admin_port}"
             peers = peers.join(", "),
             extra = opts.extra,
             k2v_extra = opts.k2v_extra,
+            rpc_timeout_msec = opts.rpc_timeout_msec,
         );
         std::fs::write(&config, text).expect("write config");
         let mut node = Node {

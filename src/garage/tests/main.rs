@@ -4,7 +4,9 @@
 
 mod common;
 
+mod anti_entropy;
 mod cli;
 mod cluster;
 mod k2v_api;
 mod k2v_client;
+mod replication;

@@ -35,6 +35,9 @@ pub struct TableData<F: TableSchema> {
     generation: std::sync::atomic::AtomicU64,
 }
 
+/// A stored (storage key, encoded entry) pair.
+pub type StoredRow = (Vec<u8>, Vec<u8>);
+
 /// The storage key of an entry.
 pub fn tree_key(hash: &Hash, sort_key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(32 + sort_key.len());
@@ -187,7 +190,7 @@ impl<F: TableSchema> TableData<F> {
         &self,
         after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+    ) -> Result<Vec<StoredRow>, Error> {
         let lo = match after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,

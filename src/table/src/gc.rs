@@ -1,7 +1,8 @@
 //! Tombstone garbage collection of a sharded table, in two phases.
 //!
 //! Every replica queues each tombstone it stores. Once a tombstone is older
-//! than the GC delay, the first node (by id) storing its partition:
+//! than the GC delay, the first node (by id) storing its partition (any
+//! replica, for a tombstone twice that old):
 //! 1. pushes the tombstone to every other node storing the partition, and
 //!    needs all of them to accept it: from then on no replica holds the
 //!    value the tombstone deleted, so none can bring it back;
@@ -54,11 +55,18 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             false,
             Some(GC_BATCH),
         )?;
-        let more = rows.len() >= GC_BATCH;
+        let full_page = rows.len() >= GC_BATCH;
+        let stray_cutoff = now.saturating_sub(2 * delay.as_millis() as u64);
         let me = self.system.id;
         let mut groups: BTreeMap<Vec<Uuid>, Vec<Queued>> = BTreeMap::new();
         for (qk, h) in rows {
-            let (Some(key), Some(hash)) = (qk.get(8..), Hash::try_from_slice(&h)) else {
+            let (Some(ts), Some(key), Some(hash)) = (
+                qk.get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes),
+                qk.get(8..),
+                Hash::try_from_slice(&h),
+            ) else {
                 queue.remove(&qk)?;
                 continue;
             };
@@ -74,10 +82,11 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             };
             let mut nodes = self.replication.storage_nodes(&phash);
             nodes.sort();
-            // The first storage node collects; the others drop their entry
-            // (the first one's round deletes their copies).
-            if nodes.first() != Some(&me) {
-                queue.remove(&qk)?;
+            // The first storage node collects. Another replica collects a
+            // tombstone only once it is twice as old: it is then a stray
+            // (e.g. pushed back by anti-entropy after the first node's round
+            // deleted the others), which would otherwise stay for good.
+            if nodes.first() != Some(&me) && ts >= stray_cutoff {
                 continue;
             }
             let others: Vec<Uuid> = nodes.into_iter().filter(|n| *n != me).collect();
@@ -88,6 +97,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 value,
             });
         }
+        let more = full_page && !groups.is_empty();
         let mut collected = 0;
         let mut failed = None;
         for (others, batch) in groups {

@@ -83,6 +83,10 @@ impl RpcMessage for TableRpc {
 /// Most entries in one `ReadAll` page.
 const MAX_SCAN_PAGE: usize = 1000;
 
+/// Merged entries of a range page, and the sort key the next page starts
+/// after (None: the range is exhausted).
+type MergedPage<F> = (Vec<<F as TableSchema>::E>, Option<Vec<u8>>);
+
 /// Entries of one replica's answer, by storage key.
 type EntriesByKey<F> = BTreeMap<Vec<u8>, <F as TableSchema>::E>;
 
@@ -334,7 +338,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         answers: Vec<(Uuid, TableRpc)>,
         page: usize,
         reverse: bool,
-    ) -> Result<(Vec<F::E>, Option<Vec<u8>>), Error> {
+    ) -> Result<MergedPage<F>, Error> {
         let mut per_node: Vec<(Uuid, EntriesByKey<F>)> = vec![];
         let mut horizon: Option<Vec<u8>> = None;
         for (n, a) in answers {
