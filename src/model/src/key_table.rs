@@ -178,20 +178,22 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0u8..3).prop_map(Op::Rename),
-            any::<bool>().prop_map(Op::AllowCreate),
-            (0u8..3, any::<bool>(), any::<bool>(), any::<bool>())
+            3 => (0u8..3).prop_map(Op::Rename),
+            3 => any::<bool>().prop_map(Op::AllowCreate),
+            3 => (0u8..3, any::<bool>(), any::<bool>(), any::<bool>())
                 .prop_map(|(b, r, w, o)| Op::Perm(b, r, w, o)),
-            (0u8..3, proptest::option::of(0u8..3)).prop_map(|(a, b)| Op::Alias(a, b)),
-            Just(Op::Delete),
+            3 => (0u8..3, proptest::option::of(0u8..3)).prop_map(|(a, b)| Op::Alias(a, b)),
+            1 => Just(Op::Delete),
         ]
     }
 
     /// Replays operations on three replicas that sometimes merge, the way
     /// the CLI edits a key read from one node and writes it back.
-    fn replay(ops: Vec<(usize, Op, Option<usize>)>) -> Vec<Key> {
+    /// Returns the three replicas and every state seen (the base first).
+    fn replay(ops: Vec<(usize, Op, Option<usize>)>) -> (Vec<Key>, Vec<Key>) {
         let base = Key::new("GK00".into(), "s".repeat(64), "k");
         let mut reps = vec![base.clone(), base.clone(), base];
+        let mut seen = vec![reps[0].clone()];
         for (ts, (r, op, merge_from)) in ops.into_iter().enumerate() {
             let r = r % 3;
             let ts = ts as u64 + 10;
@@ -223,18 +225,30 @@ mod tests {
                 let other = reps[m % 3].clone();
                 reps[r].merge(&other);
             }
+            seen.push(reps[r].clone());
         }
-        reps
+        (reps, seen)
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
         #[test]
-        fn key_merge_laws(ops in prop::collection::vec((0usize..3, op(), proptest::option::of(0usize..3)), 0..12)) {
-            let r = replay(ops);
-            laws::check(&r[0], &r[1], &r[2]);
-            let enc = r[0].encode().expect("encode");
-            prop_assert_eq!(Key::decode(&enc), Some(r[0].clone()));
+        fn key_merge_laws(
+            ops in prop::collection::vec((0usize..3, op(), proptest::option::of(0usize..3)), 0..12),
+            old in any::<prop::sample::Index>(),
+        ) {
+            let (mut r, seen) = replay(ops);
+            // A stale replica: some state from earlier in the history.
+            r.push(seen[old.index(seen.len())].clone());
+            laws::check_all(&r);
+            let params: Vec<KeyParams> = r.iter().filter_map(|x| x.params().cloned()).collect();
+            if !params.is_empty() {
+                laws::check_all(&params);
+            }
+            for x in &r {
+                let enc = x.encode().expect("encode");
+                prop_assert_eq!(Key::decode(&enc), Some(x.clone()));
+            }
         }
     }
 }

@@ -71,8 +71,11 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
         #[test]
-        fn perm_laws(a in perm(), b in perm(), c in perm()) {
-            laws::check(&a, &b, &c);
+        // Any grant can be written, so arbitrary grants are reachable
+        // states; small timestamps make ties frequent.
+        fn perm_laws(perms in prop::collection::vec(perm(), 1..6)) {
+            let all = laws::check_all(&perms);
+            prop_assert_eq!(Some(all), perms.iter().max().copied());
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`data`]: 32-byte identifiers and hashes (blake2).
-//! - [`crdt`]: the `Crdt` trait and the CRDT primitives (Lww, LwwMap, Bool, Deletable).
+//! - [`crdt`]: the `Crdt` trait and the CRDT primitives (Lww, LwwMap, Deletable) and the
+//!   merge-law checks their property tests share.
 //! - [`encode`]: versioned MessagePack encoding of stored and wire types.
 //! - [`time`]: the clock handle; nothing below the binary reads the system clock directly.
 //! - [`config`]: the `garage.toml` configuration, Garage-compatible.

@@ -36,6 +36,8 @@ mod schema;
 mod version;
 
 #[cfg(test)]
+mod staging_props;
+#[cfg(test)]
 mod tests;
 
 pub use assign::{

@@ -43,3 +43,77 @@ impl<T: Crdt> Crdt for Deletable<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::{laws, Lww};
+    use proptest::prelude::*;
+
+    /// The state under test.
+    type Reg = Deletable<Lww<u64>>;
+
+    /// One step on one of three replicas of a [`Reg`].
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// A write at this replica's clock (no-op once deleted).
+        Write(u64),
+        /// The deletion.
+        Delete,
+        /// Receiving another replica's state.
+        MergeFrom(usize),
+    }
+
+    fn op() -> impl Strategy<Value = (usize, Op)> {
+        (
+            0usize..3,
+            prop_oneof![
+                4 => (0u64..4).prop_map(Op::Write),
+                1 => Just(Op::Delete),
+                4 => (0usize..3).prop_map(Op::MergeFrom),
+            ],
+        )
+    }
+
+    /// Replays `ops`; returns the final replicas and every state seen.
+    /// Replica `r`'s clock reads `step + skew[r]`, so writes on different
+    /// replicas often tie on the timestamp.
+    fn replay(ops: &[(usize, Op)], skew: [u64; 3]) -> (Vec<Reg>, Vec<Reg>) {
+        let mut reps = vec![Deletable::Present(Lww::raw(0, 0u64)); 3];
+        let mut seen = vec![reps[0].clone()];
+        for (step, (r, op)) in ops.iter().enumerate() {
+            let now = step as u64 + skew[*r];
+            match op {
+                Op::Write(v) => {
+                    if let Some(reg) = reps[*r].as_option_mut() {
+                        // `Lww::update`, with this replica's clock.
+                        *reg = Lww::raw(std::cmp::max(reg.timestamp() + 1, now), *v);
+                    }
+                }
+                Op::Delete => reps[*r] = Deletable::Deleted,
+                Op::MergeFrom(from) => {
+                    let other = reps[*from].clone();
+                    reps[*r].merge(&other);
+                }
+            }
+            seen.push(reps[*r].clone());
+        }
+        (reps, seen)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn deletable_laws(
+            ops in prop::collection::vec(op(), 0..16),
+            skew in prop::array::uniform3(0u64..3),
+            old in any::<prop::sample::Index>(),
+        ) {
+            let (mut reps, seen) = replay(&ops, skew);
+            reps.push(seen[old.index(seen.len())].clone());
+            let all = laws::check_all(&reps);
+            // A deletion anywhere wins once everything is merged.
+            prop_assert_eq!(all.is_deleted(), reps.iter().any(|r| r.is_deleted()));
+        }
+    }
+}

@@ -107,11 +107,16 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(128))]
         #[test]
         fn lww_map_laws(
-            a in prop::collection::vec((0u8..4, 0u64..4, 0u64..4), 0..6),
-            b in prop::collection::vec((0u8..4, 0u64..4, 0u64..4), 0..6),
-            c in prop::collection::vec((0u8..4, 0u64..4, 0u64..4), 0..6),
+            maps in prop::collection::vec(prop::collection::vec((0u8..4, 0u64..4, 0u64..4), 0..6), 1..6),
         ) {
-            laws::check(&map_of(a), &map_of(b), &map_of(c));
+            let maps: Vec<LwwMap<u8, u64>> = maps.into_iter().map(map_of).collect();
+            let all = laws::check_all(&maps);
+            // Every key any replica wrote is there, with its newest entry.
+            for m in &maps {
+                for (k, ts, v) in m.items() {
+                    prop_assert!((all.get_timestamp(k), all.get(k)) >= (*ts, Some(v)));
+                }
+            }
         }
     }
 

@@ -4,21 +4,21 @@
 //! associative and idempotent over the states that real histories produce,
 //! so replicas converge whatever order updates arrive in.
 
-mod bool;
 mod deletable;
+pub mod laws;
 mod lww;
 mod lww_map;
 
-pub use self::bool::Bool;
 pub use deletable::Deletable;
 pub use lww::Lww;
 pub use lww_map::LwwMap;
 
 /// A state-based CRDT.
 ///
-/// Laws (checked by property tests for each implementation):
-/// `a.merge(b) == b.merge(a)`, `(a.merge(b)).merge(c) == a.merge(b.merge(c))`,
-/// `a.merge(a) == a`.
+/// Laws (checked by property tests for each implementation, with the
+/// helpers of [`laws`]): `a.merge(b) == b.merge(a)`,
+/// `(a.merge(b)).merge(c) == a.merge(b.merge(c))`, `a.merge(a) == a`, and
+/// replicas that received the same states in any order are equal.
 pub trait Crdt {
     /// Merges `other` into `self`.
     fn merge(&mut self, other: &Self);
@@ -59,28 +59,30 @@ impl<T: AutoCrdt> AutoCrdt for Option<T> {
     const WARN_IF_DIFFERENT: bool = T::WARN_IF_DIFFERENT;
 }
 
-/// Property-test helpers shared by the CRDT tests of every crate.
-pub mod laws {
-    use super::Crdt;
+#[cfg(test)]
+mod tests {
+    use super::laws;
+    use crate::data::FixedBytes32;
+    use proptest::prelude::*;
 
-    /// Checks commutativity, associativity and idempotence on three states.
-    pub fn check<T: Crdt + Clone + PartialEq + std::fmt::Debug>(a: &T, b: &T, c: &T) {
-        let mut ab = a.clone();
-        ab.merge(b);
-        let mut ba = b.clone();
-        ba.merge(a);
-        assert_eq!(ab, ba, "merge is not commutative");
-
-        let mut ab_c = ab.clone();
-        ab_c.merge(c);
-        let mut bc = b.clone();
-        bc.merge(c);
-        let mut a_bc = a.clone();
-        a_bc.merge(&bc);
-        assert_eq!(ab_c, a_bc, "merge is not associative");
-
-        let mut aa = a.clone();
-        aa.merge(a);
-        assert_eq!(&aa, a, "merge is not idempotent");
+    // Any value of these types can be written, so arbitrary values are
+    // reachable states. Small ranges make ties frequent.
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn auto_crdt_laws(
+            strings in prop::collection::vec("[ab]{0,2}", 1..5),
+            flags in prop::collection::vec(any::<bool>(), 1..5),
+            numbers in prop::collection::vec(0u64..4, 1..5),
+            ids in prop::collection::vec(0u8..3, 1..5),
+            options in prop::collection::vec(prop::option::of(0u64..3), 1..5),
+        ) {
+            prop_assert_eq!(Some(laws::check_all(&strings)), strings.iter().max().cloned());
+            prop_assert_eq!(Some(laws::check_all(&flags)), flags.iter().max().copied());
+            prop_assert_eq!(Some(laws::check_all(&numbers)), numbers.iter().max().copied());
+            let ids: Vec<FixedBytes32> = ids.into_iter().map(|b| FixedBytes32::from([b; 32])).collect();
+            laws::check_all(&ids);
+            laws::check_all(&options);
+        }
     }
 }
