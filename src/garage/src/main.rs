@@ -2,8 +2,9 @@
 //! Garage.
 //!
 //! Layout: [`cli`] holds the clap definitions; [`server`] starts and stops a
-//! node; [`single_node`] is the one-command local node; [`cli_cmds`] runs
-//! the operator verbs over RPC; [`admin`] is the daemon side of the key and
+//! node; [`single_node`] is the one-command local node, built on [`server`]
+//! (`main` dispatches `server --single-node` to it); [`cli_cmds`] runs the
+//! operator verbs over RPC; [`admin`] is the daemon side of the key and
 //! bucket verbs; [`fmt`] prints tables.
 
 mod admin;
@@ -58,7 +59,8 @@ fn main() {
     };
     let res = rt.block_on(async move {
         match cli.cmd {
-            Command::Server(ref opt) => server::run(&cli, opt).await,
+            Command::Server(ref opt) if opt.single_node => single_node::run(&cli).await,
+            Command::Server(_) => server::run(&cli).await,
             _ => cli_cmds::run(cli).await,
         }
     });

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -19,7 +19,7 @@ use garage_util::rng::Rng;
 use garage_util::time::Clock;
 
 use crate::admin::AdminRpcHandler;
-use crate::cli::{Cli, ServerOpt};
+use crate::cli::Cli;
 use crate::config_load;
 
 /// Chooses the engine from `db_engine`; engines Garage has and we do not
@@ -224,7 +224,8 @@ impl RunningNode {
     }
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -249,29 +250,14 @@ async fn wait_for_signal() {
     }
 }
 
-/// Waits for SIGINT or SIGTERM.
-pub async fn wait_signal_pub() {
-    wait_for_signal().await
-}
-
-/// `garage server [--single-node]`.
-pub async fn run(cli: &Cli, opt: &ServerOpt) -> Result<()> {
-    if opt.single_node {
-        return crate::single_node::run(cli).await;
-    }
+/// `garage server` without `--single-node`: runs the node of the config
+/// file until SIGINT or SIGTERM.
+pub async fn run(cli: &Cli) -> Result<()> {
     let path = config_load::config_path(cli, std::path::Path::new(config_load::DEFAULT_CONFIG));
     let cfg = config_load::load(cli, &path)?;
     let node = start(cfg).await?;
     wait_for_signal().await;
     tracing::info!("shutting down");
     node.shutdown().await;
-    Ok(())
-}
-
-/// Fails unless the config can run a node (used by `single_node`).
-pub fn check_runnable(cfg: &Config) -> Result<()> {
-    if cfg.k2v_api.is_none() {
-        bail!("the config has no [k2v_api] section: the single-node mode needs the K2V API");
-    }
     Ok(())
 }

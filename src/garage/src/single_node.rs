@@ -5,14 +5,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use garage_model::garage::Garage;
 use garage_rpc::layout::NodeRole;
+use garage_util::config::Config;
 use garage_util::rng::Rng;
 
 use crate::cli::Cli;
 use crate::config_load;
+use crate::server;
 
 /// Where the single-node mode keeps everything by default.
 pub const DEFAULT_DIR: &str = "garage-data";
@@ -78,6 +80,14 @@ fn restrict_permissions(path: &Path) {
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &Path) {}
 
+/// Fails unless the config can run the single-node mode.
+fn check_runnable(cfg: &Config) -> Result<()> {
+    if cfg.k2v_api.is_none() {
+        bail!("the config has no [k2v_api] section: the single-node mode needs the K2V API");
+    }
+    Ok(())
+}
+
 /// Lays the node out (if needed) and creates the default key and bucket.
 pub async fn bootstrap(garage: &Garage) -> Result<(String, String)> {
     let system = &garage.system;
@@ -130,14 +140,14 @@ pub async fn run(cli: &Cli) -> Result<()> {
     let path = config_load::config_path(cli, &Path::new(DEFAULT_DIR).join("garage.toml"));
     ensure_config(&path)?;
     let cfg = config_load::load(cli, &path)?;
-    crate::server::check_runnable(&cfg)?;
+    check_runnable(&cfg)?;
     let k2v_addr = cfg
         .k2v_api
         .as_ref()
         .map(|k| k.api_bind_addr.clone())
         .unwrap_or_default();
     let region = cfg.s3_api.s3_region.clone();
-    let node = crate::server::start(cfg).await?;
+    let node = server::start(cfg).await?;
     let (key_id, secret) = match bootstrap(&node.garage).await {
         Ok(x) => x,
         Err(e) => {
@@ -169,7 +179,7 @@ pub async fn run(cli: &Cli) -> Result<()> {
     println!("  garage -c {} status", abs.display());
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    super::server::wait_signal_pub().await;
+    server::wait_for_signal().await;
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())

@@ -9,9 +9,9 @@ use garage_model::k2v::item_table::ItemFilter;
 use garage_model::k2v::rpc::InsertedItem;
 use garage_table::SortRange;
 
+use super::ctx::ReqCtx;
 use super::item::{check_token, values_json};
 use super::range::range_bounds;
-use super::ReqCtx;
 use crate::error::ApiError;
 use crate::http::{empty, json, ResBody};
 

@@ -3,8 +3,8 @@
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+use super::ctx::ReqCtx;
 use super::range::range_bounds;
-use super::ReqCtx;
 use crate::error::ApiError;
 use crate::http::{json, ResBody};
 

@@ -12,7 +12,7 @@ use garage_model::k2v::causality::CausalContext;
 use garage_model::k2v::item::{DvvsValue, K2VItem, K2VItemPartition};
 use garage_model::k2v::rpc::InsertedItem;
 
-use super::ReqCtx;
+use super::ctx::ReqCtx;
 use crate::error::ApiError;
 use crate::http::{empty, ResBody};
 

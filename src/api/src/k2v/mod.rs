@@ -1,15 +1,26 @@
 //! The K2V HTTP API: routing, authentication, and the handlers.
+//!
+//! Layout: [`router`] turns a request into an [`router::Endpoint`]; this
+//! module checks the signature and the permission, resolves the bucket and
+//! dispatches to the handlers: [`item`] (one item), [`batch`], [`index`]
+//! (ReadIndex) and [`poll_range`]. The handlers share [`ReqCtx`] and the
+//! range semantics of [`range`], and never import this module. Among
+//! themselves they import one way only: `batch` uses `item`, and
+//! `poll_range` uses `batch` (its answer items) and `item`.
 
 pub mod batch;
+mod ctx;
 pub mod index;
 pub mod item;
+pub mod poll_range;
 pub mod range;
 pub mod router;
+
+pub use ctx::ReqCtx;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
@@ -49,20 +60,6 @@ const CACHE_MAX: usize = 10_000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What a handler gets besides the body.
-pub struct ReqCtx {
-    /// The node.
-    pub garage: Arc<Garage>,
-    /// The bucket.
-    pub bucket_id: Uuid,
-    /// The authenticated key.
-    pub key: Arc<Key>,
-    /// Request headers.
-    pub headers: hyper::HeaderMap,
-    /// The body (empty for GET).
-    pub body: Bytes,
 }
 
 impl K2VApiServer {
@@ -187,7 +184,7 @@ impl K2VApiServer {
             Endpoint::ReadBatch => batch::handle_read_batch(ctx).await,
             Endpoint::DeleteBatch => batch::handle_delete_batch(ctx).await,
             Endpoint::PollRange { partition_key } => {
-                range::handle_poll_range(ctx, partition_key).await
+                poll_range::handle_poll_range(ctx, partition_key).await
             }
         }
     }

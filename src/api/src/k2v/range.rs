@@ -1,21 +1,11 @@
 //! Range semantics shared by ReadIndex, ReadBatch, DeleteBatch and
-//! PollRange, and the PollRange endpoint.
+//! PollRange. It imports no handler, so every handler can use it.
 
 use std::ops::Bound;
-use std::time::Duration;
 
-use hyper::{Response, StatusCode};
-use serde::{Deserialize, Serialize};
-
-use garage_model::k2v::item::K2VItemPartition;
-use garage_model::k2v::rpc::PollRangeQuery;
 use garage_table::{prefix_end, SortRange};
 
-use super::batch::ReadBatchItem;
-use super::item::{DEFAULT_POLL_TIMEOUT, MAX_POLL_TIMEOUT};
-use super::ReqCtx;
 use crate::error::ApiError;
-use crate::http::{empty, json, ResBody};
 
 /// The table bounds of a range query: `start` inclusive, `end` exclusive,
 /// keys restricted to `prefix`; when `reverse`, the walk goes down from
@@ -64,78 +54,6 @@ pub fn range_bounds(
             (None, None) => Bound::Unbounded,
         };
         Ok(SortRange { lo, hi })
-    }
-}
-
-/// The body of PollRange.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PollRangeRequest {
-    #[serde(default)]
-    prefix: Option<String>,
-    #[serde(default)]
-    start: Option<String>,
-    #[serde(default)]
-    end: Option<String>,
-    #[serde(default)]
-    timeout: Option<u64>,
-    #[serde(default)]
-    seen_marker: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PollRangeResponse {
-    seen_marker: String,
-    items: Vec<ReadBatchItem>,
-}
-
-/// PollRange.
-pub async fn handle_poll_range(
-    ctx: ReqCtx,
-    partition_key: String,
-) -> Result<Response<ResBody>, ApiError> {
-    let q: PollRangeRequest = serde_json::from_slice(&ctx.body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
-    range_bounds(
-        q.prefix.as_deref(),
-        q.start.as_deref(),
-        q.end.as_deref(),
-        false,
-    )?;
-    let timeout = q
-        .timeout
-        .unwrap_or(DEFAULT_POLL_TIMEOUT)
-        .min(MAX_POLL_TIMEOUT);
-    let partition = K2VItemPartition {
-        bucket_id: ctx.bucket_id,
-        partition_key,
-    };
-    let query = PollRangeQuery {
-        prefix: q.prefix,
-        start: q.start,
-        end: q.end,
-    };
-    let res = ctx
-        .garage
-        .k2v
-        .rpc
-        .poll_range(
-            partition,
-            query,
-            q.seen_marker,
-            Duration::from_secs(timeout),
-        )
-        .await?;
-    match res {
-        None => Ok(empty(StatusCode::NOT_MODIFIED)),
-        Some((items, marker)) => json(
-            StatusCode::OK,
-            &PollRangeResponse {
-                seen_marker: marker,
-                items: items.values().map(ReadBatchItem::of).collect(),
-            },
-        ),
     }
 }
 
