@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 
 use garage_rpc::layout::{
-    format_layout_history, format_layout_show, parse_zone_redundancy, short_id, LayoutHistory,
-    NodeRole,
+    format_layout_history, format_layout_show, format_transition, parse_zone_redundancy, short_id,
+    LayoutHistory, NodeRole,
 };
 use garage_rpc::netapp_transport::NetappTransport;
 use garage_rpc::system::{parse_peer, KnownNode, SystemRpc};
@@ -225,6 +225,8 @@ async fn status(remote: &Remote) -> Result<()> {
             None => {
                 let what = if staged.contains(&n.id) {
                     "pending..."
+                } else if layout.all_nodes().contains(&n.id) {
+                    "draining metadata..."
                 } else {
                     "NO ROLE ASSIGNED"
                 };
@@ -276,12 +278,75 @@ async fn status(remote: &Remote) -> Result<()> {
         println!("==== FAILED NODES ====");
         print!("{}", format_table(&rows));
     }
+    if let Some(line) = format_transition(&layout, write_quorum(&layout)) {
+        println!();
+        println!("{line}");
+        println!("See `garage layout history` for the update trackers.");
+    }
     if layout.has_staged_changes() {
         println!();
         println!(
             "Please note that there are staged role changes; use `garage layout show` to view them."
         );
     }
+    Ok(())
+}
+
+/// The write quorum of the cluster's replication factor in `consistent`
+/// mode (the only mode that keeps several layout versions live).
+fn write_quorum(l: &LayoutHistory) -> usize {
+    garage_rpc::system::Quorums::new(l.current().replication_factor, "consistent").write
+}
+
+/// `garage layout skip-dead-nodes`: lets a transition end although some
+/// nodes cannot take part in it. Raises the `ack` tracker of every node that
+/// is down to `version`; with `--allow-missing-data`, raises `ack` and `sync`
+/// of every node (data not copied yet is then given up for lost).
+async fn skip_dead_nodes(remote: &Remote, version: u64, allow_missing_data: bool) -> Result<()> {
+    let mut l = remote.layout().await?;
+    let nodes = remote.known_nodes().await?;
+    let current = l.current().version;
+    let min_stored = l.min_stored();
+    if l.versions.len() <= 1 {
+        bail!("only one layout version is live (#{current}): there is no transition to force");
+    }
+    if version <= min_stored || version > current {
+        bail!(
+            "--version must be above the oldest live version (#{min_stored}) and at most the \
+             current one (#{current})"
+        );
+    }
+    let up: BTreeSet<Uuid> = nodes.iter().filter(|n| n.is_up).map(|n| n.id).collect();
+    let mut changed = vec![];
+    for n in l.all_nodes() {
+        let t = &mut l.update_trackers;
+        if !up.contains(&n) {
+            if t.ack_map.set_max(n, version) {
+                changed.push(format!("{}: ack raised to #{version}", short_id(&n)));
+            }
+            if allow_missing_data && t.sync_map.set_max(n, version) {
+                changed.push(format!("{}: sync raised to #{version}", short_id(&n)));
+            }
+        } else if allow_missing_data {
+            let a = t.ack_map.set_max(n, version);
+            let s = t.sync_map.set_max(n, version);
+            if a || s {
+                changed.push(format!(
+                    "{}: ack and sync raised to #{version}",
+                    short_id(&n)
+                ));
+            }
+        }
+    }
+    if changed.is_empty() {
+        println!("Nothing to do: no tracker was below #{version} for the nodes concerned.");
+        return Ok(());
+    }
+    remote.push_layout(l).await?;
+    for c in changed {
+        println!("{c}");
+    }
+    println!("The layout trackers have been updated.");
     Ok(())
 }
 
@@ -341,7 +406,7 @@ async fn layout(remote: &Remote, cmd: &LayoutCmd) -> Result<()> {
         }
         LayoutCmd::History => {
             let l = remote.layout().await?;
-            for line in format_layout_history(&l) {
+            for line in format_layout_history(&l, write_quorum(&l)) {
                 println!("{line}");
             }
             Ok(())
@@ -469,8 +534,9 @@ async fn layout(remote: &Remote, cmd: &LayoutCmd) -> Result<()> {
             println!("All proposed role changes in cluster layout have been canceled.");
             Ok(())
         }
-        LayoutCmd::SkipDeadNodes { .. } => bail!(
-            "skip-dead-nodes is not needed: this version keeps a single active layout version"
-        ),
+        LayoutCmd::SkipDeadNodes {
+            version,
+            allow_missing_data,
+        } => skip_dead_nodes(remote, *version, *allow_missing_data).await,
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::common::{self, Creds, K2v, Node, NodeOpts};
 
-fn item(k: &K2v, pk: &str, sk: &str) -> String {
+pub(crate) fn item(k: &K2v, pk: &str, sk: &str) -> String {
     format!("{}/{}?sort_key={}", k.b(), common::enc(pk), common::enc(sk))
 }
 
@@ -22,42 +22,7 @@ async fn cluster(extra: &str) -> (Vec<Node>, Creds) {
         extra: extra.to_string(),
         ..Default::default()
     };
-    let n1 = common::start_node(opts.clone());
-    let boot = format!("{}@127.0.0.1:{}", n1.id(), n1.rpc_port);
-    let mut nodes = vec![n1];
-    for _ in 0..2 {
-        nodes.push(common::start_node(NodeOpts {
-            bootstrap: vec![boot.clone()],
-            ..opts.clone()
-        }));
-    }
-    let ids: Vec<String> = nodes.iter().map(|n| n.id()).collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ids
-        .iter()
-        .all(|id| nodes[0].cli_ok(&["status"]).contains(&id[..16]))
-    {
-        assert!(Instant::now() < deadline, "nodes did not connect");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    for (i, id) in ids.iter().enumerate() {
-        let zone = format!("dc{i}");
-        nodes[0].cli_ok(&["layout", "assign", &id[..16], "-z", &zone, "-c", "1G"]);
-    }
-    nodes[0].cli_ok(&["layout", "apply", "--version", "1"]);
-    let creds = nodes[0].create_key_bucket("sync-test");
-    for n in &nodes {
-        let k = K2v::new(n.endpoint(), creds.clone());
-        common::eventually(30, || async {
-            let r = k.req("GET", &item(&k, "pk", "probe"), &[], b"").await;
-            if r.status != 404 {
-                eprintln!("probe: {} {}", r.status, String::from_utf8_lossy(&r.body));
-            }
-            r.status == 404
-        })
-        .await;
-    }
-    (nodes, creds)
+    common::cluster(3, opts, "sync-test").await
 }
 
 /// `garage debug merkle-roots` of both sharded tables on one node.
@@ -68,7 +33,7 @@ fn roots(n: &Node) -> String {
 }
 
 /// (entries, tombstones) of the item table stored on one node.
-fn entries(n: &Node) -> (u64, u64) {
+pub(crate) fn entries(n: &Node) -> (u64, u64) {
     let out = n.cli_ok(&["debug", "entries", "k2v_item"]);
     let num = |label: &str| -> u64 {
         common::field(&out, label)
@@ -99,7 +64,7 @@ async fn roots_converge(nodes: &[&Node], secs: u64) -> Duration {
     }
 }
 
-async fn insert_batch(k: &K2v, pk: &str, from: usize, to: usize) {
+pub(crate) async fn insert_batch(k: &K2v, pk: &str, from: usize, to: usize) {
     let items: Vec<Value> = (from..to)
         .map(|i| {
             json!({"pk": pk, "sk": format!("k{i:05}"), "ct": null,
@@ -132,7 +97,7 @@ async fn delete_prefix(k: &K2v, pk: &str, prefix: &str) -> u64 {
 
 /// Every value of an item, as text, through one node (None: 404, or
 /// deleted: only tombstones).
-async fn values(k: &K2v, pk: &str, sk: &str) -> Option<Vec<String>> {
+pub(crate) async fn values(k: &K2v, pk: &str, sk: &str) -> Option<Vec<String>> {
     let r = k
         .req(
             "GET",

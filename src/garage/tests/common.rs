@@ -604,3 +604,48 @@ pub fn single_node(opts: NodeOpts) -> (Node, K2v) {
     let k2v = K2v::new(node.endpoint(), creds);
     (node, k2v)
 }
+
+/// Starts `n` nodes with `opts` (the first is everyone's bootstrap peer),
+/// waits until the first sees them all, lays them out one zone each
+/// (`dc1`, `dc2`…, 1 GB), creates a key and `bucket`, and waits until every
+/// node serves signed requests with them.
+pub async fn cluster(n: usize, opts: NodeOpts, bucket: &str) -> (Vec<Node>, Creds) {
+    let first = start_node(opts.clone());
+    let boot = format!("{}@{}:{}", first.id(), first.opts.ip, first.rpc_port);
+    let mut nodes = vec![first];
+    for _ in 1..n {
+        nodes.push(start_node(NodeOpts {
+            bootstrap: vec![boot.clone()],
+            ..opts.clone()
+        }));
+    }
+    let ids: Vec<String> = nodes.iter().map(|n| n.id()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = nodes[0].cli_ok(&["status"]);
+        let healthy = status.split("==== FAILED NODES ====").next().unwrap_or("");
+        if ids.iter().all(|id| healthy.contains(&id[..16])) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes did not connect:\n{status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let zone = format!("dc{}", i + 1);
+        nodes[0].cli_ok(&["layout", "assign", &id[..16], "-z", &zone, "-c", "1G"]);
+    }
+    nodes[0].cli_ok(&["layout", "apply", "--version", "1"]);
+    let creds = nodes[0].create_key_bucket(bucket);
+    for node in &nodes {
+        let k = K2v::new(node.endpoint(), creds.clone());
+        let probe = format!("{}/probe?sort_key=probe", k.b());
+        eventually(30, || async {
+            k.req("GET", &probe, &[], b"").await.status == 404
+        })
+        .await;
+    }
+    (nodes, creds)
+}

@@ -10,3 +10,4 @@ mod cluster;
 mod k2v_api;
 mod k2v_client;
 mod replication;
+mod transitions;

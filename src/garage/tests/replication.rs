@@ -241,50 +241,7 @@ fn assert_503_within(r: &Resp, elapsed: Duration, max: Duration, what: &str) {
 /// creates a key and a bucket `bucket`, and waits until every node serves
 /// signed requests.
 async fn cluster(opts: NodeOpts) -> (Vec<Node>, Creds) {
-    let n1 = common::start_node(opts.clone());
-    let boot = format!("{}@{}:{}", n1.id(), n1.opts.ip, n1.rpc_port);
-    let n2 = common::start_node(NodeOpts {
-        bootstrap: vec![boot.clone()],
-        ..opts.clone()
-    });
-    let n3 = common::start_node(NodeOpts {
-        bootstrap: vec![boot],
-        ..opts
-    });
-    let nodes = vec![n1, n2, n3];
-    let ids: Vec<String> = nodes.iter().map(|n| n.id()).collect();
-    for n in &nodes {
-        within(30, "node sees the two others", || async {
-            sees_healthy(n, &ids)
-        })
-        .await;
-    }
-    for (i, id) in ids.iter().enumerate() {
-        nodes[0].cli_ok(&[
-            "layout",
-            "assign",
-            &id[..16],
-            "-z",
-            &format!("dc{}", i + 1),
-            "-c",
-            "1G",
-        ]);
-    }
-    nodes[0].cli_ok(&["layout", "apply", "--version", "1"]);
-    let creds = nodes[0].create_key_bucket("bucket");
-    for n in &nodes {
-        let k = client(n, &creds);
-        within(30, "node serves the key and bucket", || async {
-            let r = read(&k, "probe", "probe").await;
-            if r.status == 404 {
-                Ok(())
-            } else {
-                Err(format!("{} {}", r.status, text(&r)))
-            }
-        })
-        .await;
-    }
-    (nodes, creds)
+    common::cluster(3, opts, "bucket").await
 }
 
 fn value_of(sk: &str) -> Vec<u8> {

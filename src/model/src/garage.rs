@@ -160,6 +160,7 @@ impl Garage {
     /// Starts the background workers of every component.
     pub fn spawn_workers(&self, bg: &BackgroundRunner) {
         bg.spawn_worker(self.system.status_worker());
+        bg.spawn_worker(self.system.tracker_worker());
         // Full-copy tables are small: pull them at least every minute.
         let full_sync = std::time::Duration::from_secs(self.config.sync_interval_secs.clamp(1, 60));
         bg.spawn_worker(FullCopySyncWorker::new(self.key_table.clone(), full_sync));

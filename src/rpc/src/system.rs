@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -137,6 +137,39 @@ pub struct System {
     status_now: Notify,
     /// Average ping of each peer, refreshed with every status exchange.
     pings: RwLock<BTreeMap<Uuid, Duration>>,
+    /// Writes in flight, by the layout version current when they started.
+    inflight: Mutex<BTreeMap<u64, u64>>,
+    /// The layout version each sharded table last completed a full sync
+    /// pass for (None: registered, no pass completed yet).
+    table_sync: Mutex<BTreeMap<&'static str, Option<u64>>>,
+    /// Wakes the tracker worker (a write finished, a sync pass completed).
+    trackers_changed: Notify,
+}
+
+/// Held by a write while it uses the write sets of the layout: this node
+/// does not acknowledge a newer layout version (its `ack_map` entry) while
+/// writes that started under an older one are in flight.
+pub struct WriteGuard<'a> {
+    system: &'a System,
+    version: u64,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        let mut m = self
+            .system
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.version) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.version);
+                drop(m);
+                self.system.trackers_changed.notify_one();
+            }
+        }
+    }
 }
 
 const LAYOUT_FILE: &str = "cluster_layout";
@@ -186,6 +219,9 @@ impl System {
             statuses: RwLock::new(BTreeMap::new()),
             status_now: Notify::new(),
             pings: RwLock::new(BTreeMap::new()),
+            inflight: Mutex::new(BTreeMap::new()),
+            table_sync: Mutex::new(BTreeMap::new()),
+            trackers_changed: Notify::new(),
         });
         sys.endpoint.set_handler(sys.clone());
         Ok(sys)
@@ -282,6 +318,92 @@ impl System {
         all.sort();
         all.dedup();
         all
+    }
+
+    /// Marks a write in flight under the current layout version until the
+    /// guard is dropped. Take it before computing the write sets.
+    pub fn write_guard(&self) -> WriteGuard<'_> {
+        let version = self.layout().current().version;
+        *self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(version)
+            .or_insert(0) += 1;
+        WriteGuard {
+            system: self,
+            version,
+        }
+    }
+
+    /// Declares a sharded table whose full sync passes this node's
+    /// `sync_map` entry waits for.
+    pub fn register_sync_table(&self, table: &'static str) {
+        self.table_sync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(table)
+            .or_insert(None);
+    }
+
+    /// Records that `table` completed a full sync pass with every node
+    /// sharing its partitions, started when `ack_map_min` was `version`.
+    pub fn report_table_synced(&self, table: &'static str, version: u64) {
+        let mut m = self.table_sync.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m.entry(table).or_insert(None);
+        if e.is_none_or(|v| v < version) {
+            *e = Some(version);
+        }
+        drop(m);
+        self.trackers_changed.notify_one();
+    }
+
+    /// Raises this node's trackers as far as its state allows: `ack` to the
+    /// oldest version with writes in flight (else the current one), `sync`
+    /// to the oldest version every sharded table has synced for; then the
+    /// usual refresh (`sync_ack`, retirement). Persists and spreads the
+    /// layout if anything changed.
+    pub async fn update_own_trackers(&self) -> Result<bool, String> {
+        let new = {
+            let mut guard = self.layout.write().unwrap_or_else(|e| e.into_inner());
+            if guard.current().version == 0 {
+                return Ok(false);
+            }
+            let ack = {
+                let m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+                m.keys().next().copied()
+            }
+            .unwrap_or(guard.current().version)
+            .min(guard.current().version);
+            let sync = {
+                let m = self.table_sync.lock().unwrap_or_else(|e| e.into_inner());
+                m.values()
+                    .map(|v| v.unwrap_or(0))
+                    .min()
+                    .unwrap_or(guard.current().version)
+            };
+            let mut l = (**guard).clone();
+            let mut changed = l.update_trackers.ack_map.set_max(self.id, ack);
+            changed |= l.update_trackers.sync_map.set_max(self.id, sync);
+            changed |= l.refresh_trackers(self.id, self.quorums.write);
+            if !changed {
+                return Ok(false);
+            }
+            let l = Arc::new(l);
+            *guard = l.clone();
+            l
+        };
+        self.persist_layout(&new)?;
+        self.layout_watch.send_replace(new.current().version);
+        self.broadcast_layout(new).await;
+        Ok(true)
+    }
+
+    /// The worker keeping this node's transition trackers current.
+    pub fn tracker_worker(self: &Arc<Self>) -> TrackerWorker {
+        TrackerWorker {
+            system: self.clone(),
+        }
     }
 
     /// Merges a layout history into ours; persists and spreads it if it changed.
@@ -508,6 +630,46 @@ impl Handler<SystemRpc> for System {
             }
             SystemRpc::GetKnownNodes => Ok(SystemRpc::KnownNodes(self.known_nodes())),
             SystemRpc::Ok | SystemRpc::KnownNodes(_) => Err("unexpected message".into()),
+        }
+    }
+}
+
+/// Raises this node's `ack` / `sync` / `sync_ack` trackers when its writes
+/// and sync passes allow, and spreads them.
+pub struct TrackerWorker {
+    system: Arc<System>,
+}
+
+#[async_trait]
+impl Worker for TrackerWorker {
+    fn name(&self) -> String {
+        "layout trackers".into()
+    }
+
+    fn status(&self) -> String {
+        let l = self.system.layout();
+        let t = &l.update_trackers;
+        let min = l.min_stored();
+        let me = self.system.id;
+        format!(
+            "live versions {}..={}, own ack #{} sync #{} sync_ack #{}",
+            min,
+            l.current().version,
+            t.ack_map.get(&me, min),
+            t.sync_map.get(&me, min),
+            t.sync_ack_map.get(&me, min)
+        )
+    }
+
+    async fn work(&mut self, _stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
+        self.system.update_own_trackers().await?;
+        Ok(WorkerState::Idle)
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => (),
+            _ = self.system.trackers_changed.notified() => (),
         }
     }
 }

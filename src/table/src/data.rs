@@ -186,16 +186,33 @@ impl<F: TableSchema> TableData<F> {
 
     /// Stored (storage key, encoded entry) pairs in key order, starting
     /// after `after`, at most `limit`.
-    pub fn scan(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<StoredRow>, Error> {
+    pub fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<StoredRow>, Error> {
         let lo = match after {
             Some(k) => Bound::Excluded(k),
             None => Bound::Unbounded,
         };
         Ok(self.store.range(lo, Bound::Unbounded, false, Some(limit))?)
+    }
+
+    /// Stored rows of one partition (by the first byte of the partition
+    /// hash), in key order, starting after `after`, at most `limit`.
+    pub fn scan_partition(
+        &self,
+        partition: u8,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<StoredRow>, Error> {
+        let first = [partition];
+        let lo = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Included(&first[..]),
+        };
+        let next = partition.checked_add(1).map(|n| [n]);
+        let hi = match &next {
+            Some(n) => Bound::Excluded(&n[..]),
+            None => Bound::Unbounded,
+        };
+        Ok(self.store.range(lo, hi, false, Some(limit))?)
     }
 
     /// Merges an incoming entry into the local copy. Returns the new value

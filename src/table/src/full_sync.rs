@@ -81,7 +81,7 @@ impl<F: TableSchema, R: TableReplication> Worker for FullCopySyncWorker<F, R> {
         // Peers that went down are pulled from again when they come back.
         self.synced.retain(|p| up.contains(p));
         let now = tokio::time::Instant::now();
-        let periodic = now >= self.next_full;
+        let periodic = self.table.sync_trigger.take() || now >= self.next_full;
         if periodic {
             self.next_full = now + self.interval;
         }
@@ -106,6 +106,9 @@ impl<F: TableSchema, R: TableReplication> Worker for FullCopySyncWorker<F, R> {
     }
 
     async fn wait_for_work(&mut self) {
-        tokio::time::sleep(PEER_POLL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(PEER_POLL) => (),
+            _ = self.table.sync_trigger.notified() => (),
+        }
     }
 }

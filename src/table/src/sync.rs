@@ -23,8 +23,9 @@ use serde_bytes::ByteBuf;
 use tokio::sync::{watch, Notify};
 
 use garage_rpc::layout::partitions;
+use garage_rpc::quorum::call_quorum;
 use garage_util::background::{Worker, WorkerState};
-use garage_util::data::Uuid;
+use garage_util::data::{blake2sum, Uuid};
 
 use crate::error::Error;
 use crate::merkle::MerkleNode;
@@ -53,8 +54,14 @@ impl SyncTrigger {
         self.notify.notify_one();
     }
 
-    fn take(&self) -> bool {
+    /// Whether a pass was requested (and clears the request).
+    pub fn take(&self) -> bool {
         self.requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// Waits for the next request.
+    pub async fn notified(&self) {
+        self.notify.notified().await
     }
 }
 
@@ -171,6 +178,57 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         Ok(stats)
     }
 
+    /// Hands off a partition this node no longer stores: pushes its
+    /// entries to every node storing it (all must accept), then deletes
+    /// the local copies that did not change meanwhile. Returns how many
+    /// entries were handed off.
+    pub async fn offload_partition(&self, partition: u8) -> Result<usize, Error> {
+        let mut hash = [0u8; 32];
+        hash[0] = partition;
+        let nodes = self
+            .replication
+            .storage_nodes(&garage_util::data::Hash::from(hash));
+        if nodes.is_empty() || nodes.contains(&self.system.id) {
+            return Ok(0);
+        }
+        let timeout = self.system.rpc_timeout;
+        let mut done = 0;
+        loop {
+            let rows = self.data.scan_partition(partition, None, ITEMS_PER_PUSH)?;
+            if rows.is_empty() {
+                return Ok(done);
+            }
+            let n = rows.len();
+            let msg =
+                TableRpc::Update(rows.iter().map(|(_, v)| ByteBuf::from(v.clone())).collect());
+            call_quorum(self.endpoint(), &nodes, msg, nodes.len(), timeout).await?;
+            let keys: Vec<(Vec<u8>, garage_util::data::Hash)> =
+                rows.into_iter().map(|(k, v)| (k, blake2sum(&v))).collect();
+            self.data.delete_if_equal_hash(&keys)?;
+            done += n;
+            if n < ITEMS_PER_PUSH {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Partitions this node holds data of but no longer stores in any
+    /// active layout version.
+    pub fn partitions_to_offload(&self) -> Result<Vec<u8>, Error> {
+        let me = self.system.id;
+        let mut out = vec![];
+        for (p, h) in partitions() {
+            let nodes = self.replication.storage_nodes(&h);
+            if nodes.is_empty() || nodes.contains(&me) {
+                continue;
+            }
+            if !self.data.scan_partition(p, None, 1)?.is_empty() {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
     /// Sends the stored entries at `keys` to `peer`, in batches.
     async fn push_keys(&self, peer: Uuid, keys: Vec<Vec<u8>>) -> Result<usize, Error> {
         let mut sent = 0;
@@ -206,6 +264,7 @@ pub struct SyncWorker<F: TableSchema, R: TableReplication> {
     next_full: tokio::time::Instant,
     passes: u64,
     pushed: u64,
+    offloaded: u64,
     last_error: Option<String>,
 }
 
@@ -213,6 +272,7 @@ impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
     /// A worker syncing `table` with every peer each `interval`.
     pub fn new(table: Arc<Table<F, R>>, interval: Duration) -> Self {
         let layout = table.system.layout_watch();
+        table.system.register_sync_table(F::TABLE_NAME);
         Self {
             table,
             interval,
@@ -221,8 +281,93 @@ impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
             next_full: tokio::time::Instant::now() + interval,
             passes: 0,
             pushed: 0,
+            offloaded: 0,
             last_error: None,
         }
+    }
+}
+
+impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
+    /// Syncs the partitions shared with `peer`; true on success.
+    async fn sync_peer(&mut self, peer: Uuid) -> bool {
+        let parts = self.table.shared_partitions(peer);
+        match self.table.sync_with(peer, &parts).await {
+            Ok(st) => {
+                self.pushed += st.pushed as u64;
+                if st.pushed > 0 {
+                    tracing::info!(
+                        table = F::TABLE_NAME,
+                        peer = ?peer,
+                        differing = st.differing,
+                        pushed = st.pushed,
+                        "anti-entropy pushed entries"
+                    );
+                }
+                self.synced.insert(peer);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(table = F::TABLE_NAME, peer = ?peer, error = %e, "sync failed");
+                self.last_error = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// A full pass: every node sharing a partition with this one (up or
+    /// not), then the hand-off of partitions this node no longer stores.
+    /// A complete pass is reported to the layout trackers for the
+    /// `ack_map_min` seen at its start; an incomplete one is retried soon.
+    async fn full_pass(&mut self) -> Result<(), String> {
+        let system = self.table.system.clone();
+        let me = system.id;
+        let layout = system.layout();
+        let ack_min = layout.ack_map_min();
+        let peers: Vec<Uuid> = layout
+            .all_storage_nodes()
+            .into_iter()
+            .filter(|n| *n != me)
+            .collect();
+        self.table.flush_merkle().await.map_err(|e| e.to_string())?;
+        let mut all_ok = true;
+        for peer in peers {
+            all_ok &= self.sync_peer(peer).await;
+        }
+        match self.table.partitions_to_offload() {
+            Ok(parts) => {
+                for p in parts {
+                    match self.table.offload_partition(p).await {
+                        Ok(n) => {
+                            self.offloaded += n as u64;
+                            tracing::info!(
+                                table = F::TABLE_NAME,
+                                partition = p,
+                                entries = n,
+                                "partition handed off"
+                            );
+                        }
+                        Err(e) => {
+                            all_ok = false;
+                            self.last_error = Some(format!("offload of partition {p}: {e}"));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                all_ok = false;
+                self.last_error = Some(e.to_string());
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if all_ok {
+            self.passes += 1;
+            self.last_error = None;
+            system.report_table_synced(F::TABLE_NAME, ack_min);
+            self.next_full = now + self.interval;
+        } else {
+            self.next_full = now + self.interval.min(Duration::from_secs(5));
+        }
+        Ok(())
     }
 }
 
@@ -234,10 +379,11 @@ impl<F: TableSchema, R: TableReplication> Worker for SyncWorker<F, R> {
 
     fn status(&self) -> String {
         let mut s = format!(
-            "{} full passes, {} peers synced, {} entries pushed",
+            "{} full passes, {} peers synced, {} entries pushed, {} handed off",
             self.passes,
             self.synced.len(),
-            self.pushed
+            self.pushed,
+            self.offloaded
         );
         if let Some(e) = &self.last_error {
             s.push_str("; last error: ");
@@ -262,43 +408,19 @@ impl<F: TableSchema, R: TableReplication> Worker for SyncWorker<F, R> {
         }
         let full = self.table.sync_trigger.take() || layout_changed || now >= self.next_full;
         if full {
-            self.next_full = now + self.interval;
-        }
-        let todo: Vec<Uuid> = up
-            .iter()
-            .filter(|p| full || !self.synced.contains(p))
-            .copied()
-            .collect();
-        if todo.is_empty() {
-            return Ok(WorkerState::Idle);
-        }
-        self.table.flush_merkle().await.map_err(|e| e.to_string())?;
-        let mut all_ok = true;
-        for peer in todo {
-            let parts = self.table.shared_partitions(peer);
-            match self.table.sync_with(peer, &parts).await {
-                Ok(st) => {
-                    self.pushed += st.pushed as u64;
-                    if st.pushed > 0 {
-                        tracing::info!(
-                            table = F::TABLE_NAME,
-                            peer = ?peer,
-                            differing = st.differing,
-                            pushed = st.pushed,
-                            "anti-entropy pushed entries"
-                        );
-                    }
-                    self.synced.insert(peer);
-                }
-                Err(e) => {
-                    all_ok = false;
-                    tracing::debug!(table = F::TABLE_NAME, peer = ?peer, error = %e, "sync failed");
-                    self.last_error = Some(e.to_string());
-                }
+            self.full_pass().await?;
+        } else {
+            let todo: Vec<Uuid> = up
+                .iter()
+                .filter(|p| !self.synced.contains(p))
+                .copied()
+                .collect();
+            if !todo.is_empty() {
+                self.table.flush_merkle().await.map_err(|e| e.to_string())?;
             }
-        }
-        if full && all_ok {
-            self.passes += 1;
+            for peer in todo {
+                self.sync_peer(peer).await;
+            }
         }
         Ok(WorkerState::Idle)
     }
@@ -306,7 +428,7 @@ impl<F: TableSchema, R: TableReplication> Worker for SyncWorker<F, R> {
     async fn wait_for_work(&mut self) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => (),
-            _ = self.table.sync_trigger.notify.notified() => (),
+            _ = self.table.sync_trigger.notified() => (),
         }
     }
 }

@@ -150,6 +150,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     /// Writes an entry to every write set, waiting for the write quorum in
     /// each; a node in several sets gets one call.
     pub async fn insert(&self, e: &F::E) -> Result<(), Error> {
+        let _inflight = self.system.write_guard();
         let hash = e.partition_key().hash();
         let enc = Self::encode(e)?;
         let sets = self.replication.write_sets(&hash);
@@ -189,6 +190,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     /// Writes several entries: one call per distinct node of each group of
     /// entries sharing their write sets, groups in parallel.
     pub async fn insert_many(&self, entries: &[F::E]) -> Result<(), Error> {
+        let _inflight = self.system.write_guard();
         let by_sets = self.group_by_sets(entries, false)?;
         let w = self.replication.write_quorum();
         let timeout = self.system.rpc_timeout;
@@ -205,6 +207,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     /// of the caller) to the other nodes of their write sets; the local copy
     /// counts as one acknowledgement in each set that holds this node.
     pub async fn replicate_stored(&self, entries: &[F::E]) -> Result<(), Error> {
+        let _inflight = self.system.write_guard();
         let by_sets = self.group_by_sets(entries, true)?;
         let me = self.system.id;
         let w = self.replication.write_quorum();

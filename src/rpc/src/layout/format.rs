@@ -329,9 +329,27 @@ pub fn format_layout_show(history: &LayoutHistory) -> Vec<String> {
     out
 }
 
+/// The progress line of a running transition (None when a single layout
+/// version is live), as `garage status` and `garage layout history` show it.
+pub fn format_transition(history: &LayoutHistory, write_quorum: usize) -> Option<String> {
+    let (done, total) = history.transition_progress(write_quorum)?;
+    let acked = history.ack_map_min();
+    let current = history.current().version;
+    let stage = if acked < current {
+        format!("waiting for every node to acknowledge version {current} (lowest ack: #{acked})")
+    } else if done < total {
+        "copying data to the new owners".to_string()
+    } else {
+        "data copied, waiting for every node to see it before retiring old versions".to_string()
+    };
+    Some(format!(
+        "Transition to layout version {current}: {done} of {total} partitions synced; {stage}."
+    ))
+}
+
 /// What `garage layout history` prints: every stored version with its status
 /// and, while several versions are live, the update trackers.
-pub fn format_layout_history(history: &LayoutHistory) -> Vec<String> {
+pub fn format_layout_history(history: &LayoutHistory, write_quorum: usize) -> Vec<String> {
     let min_stored = history.min_stored();
     let current = history.current().version;
     let mut out = vec!["==== LAYOUT HISTORY ====".to_string()];
@@ -379,6 +397,10 @@ pub fn format_layout_history(history: &LayoutHistory) -> Vec<String> {
         }
         out.extend(format_table(table));
         out.push(String::new());
+        if let Some(line) = format_transition(history, write_quorum) {
+            out.push(line);
+            out.push(String::new());
+        }
         out.push(
             "If some nodes are not catching up to the latest layout version in the update trackers,"
                 .into(),

@@ -356,6 +356,44 @@ impl LayoutHistory {
         result
     }
 
+    /// Progress of a transition: (partitions whose data a write quorum of
+    /// every older owner set has synced into the current version, 256);
+    /// None when a single version is live.
+    pub fn transition_progress(&self, write_quorum: usize) -> Option<(usize, usize)> {
+        if self.versions.len() <= 1 {
+            return None;
+        }
+        let current = self.current().version;
+        let min_stored = self.min_stored();
+        let sync = &self.update_trackers.sync_map;
+        let mut done = 0;
+        let mut total = 0;
+        for (_, hash) in partitions() {
+            total += 1;
+            let synced = self
+                .versions
+                .iter()
+                .filter(|v| v.version != current)
+                .all(|v| {
+                    let mut values: Vec<u64> = v
+                        .nodes_of(&hash)
+                        .iter()
+                        .map(|n| sync.get(n, min_stored))
+                        .collect();
+                    if values.is_empty() {
+                        return true;
+                    }
+                    values.sort_unstable();
+                    let q = write_quorum.clamp(1, values.len());
+                    values[values.len() - q] >= current
+                });
+            if synced {
+                done += 1;
+            }
+        }
+        Some((done, total))
+    }
+
     /// Raises every tracker of every node of an active version to at least
     /// `min_stored`; true if anything changed.
     pub fn clamp_trackers(&mut self) -> bool {

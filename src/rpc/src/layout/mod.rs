@@ -46,7 +46,8 @@ pub use assign::{
 };
 pub use error::LayoutError;
 pub use format::{
-    format_layout_history, format_layout_show, format_table, parse_zone_redundancy, short_id,
+    format_layout_history, format_layout_show, format_table, format_transition,
+    parse_zone_redundancy, short_id,
 };
 pub use schema::{
     LayoutDigest, LayoutHistory, LayoutParameters, LayoutStaging, LayoutVersion, NodeRole,

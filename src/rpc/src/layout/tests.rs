@@ -428,7 +428,7 @@ fn show_and_apply_text() {
 #[test]
 fn history_text() {
     let (h1, _) = apply(&three_node_history());
-    let text = format_layout_history(&h1);
+    let text = format_layout_history(&h1, 2);
     assert_eq!(
         text[..4],
         [
@@ -441,7 +441,7 @@ fn history_text() {
     let mut h = h1.clone();
     h.stage_assign(id(9), role("dc1", None)).unwrap();
     let (h2, _) = apply(&h);
-    let text = format_layout_history(&h2);
+    let text = format_layout_history(&h2, 2);
     assert_eq!(
         text[..8],
         [
@@ -457,6 +457,21 @@ fn history_text() {
     );
     assert!(text.contains(&"Node              Ack  Sync  Sync_ack".to_string()));
     assert!(text.contains(&"0909090909090909  #1   #1    #1".to_string()));
+    // Nobody synced yet: no partition has reached version 2.
+    assert!(
+        text.iter().any(|l| l.starts_with(
+            "Transition to layout version 2: 0 of 256 partitions synced; waiting for every node"
+        )),
+        "{text:?}"
+    );
+    // Once every node acked and synced version 2, every partition has.
+    let mut h3 = h2.clone();
+    for n in h3.all_nodes() {
+        h3.update_trackers.ack_map.set_max(n, 2);
+        h3.update_trackers.sync_map.set_max(n, 2);
+    }
+    assert_eq!(h3.transition_progress(2), Some((256, 256)));
+    assert_eq!(h1.transition_progress(2), None);
 }
 
 #[test]
