@@ -305,3 +305,51 @@ async fn capacity_changes_under_reads_and_writes() {
         check_all(&k, &expected, &format!("through node {}", i + 1)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_dead_nodes_lets_a_transition_finish_without_a_dead_node() {
+    let (mut nodes, creds) = common::cluster(3, rf3(), "replacing").await;
+    let k2 = K2v::new(nodes[1].endpoint(), creds.clone());
+    for p in 0..PKS {
+        insert_batch(&k2, &format!("p{p}"), 0, 50).await;
+    }
+    join_fourth(&mut nodes, rf3(), &creds).await;
+    // Node 1 dies for good; node 4 replaces it.
+    let id1 = nodes[0].id();
+    let id4 = nodes[3].id();
+    nodes[0].kill();
+    let out = nodes[1].cli(&["layout", "skip-dead-nodes", "--version", "1"]);
+    assert!(!out.status.success(), "no transition to force yet");
+    nodes[1].cli_ok(&["layout", "assign", &id4[..16], "-z", "dc1", "-c", "1G"]);
+    nodes[1].cli_ok(&["layout", "remove", &id1[..16]]);
+    nodes[1].cli_ok(&["layout", "apply", "--version", "2"]);
+    // The dead node never acks version 2: the transition waits for it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(live_versions(&nodes[1]).len(), 2);
+    let history = nodes[1].cli_ok(&["layout", "history"]);
+    assert!(history.contains("skip-dead-nodes --version 2"), "{history}");
+    // Reads and writes keep working meanwhile.
+    let r = k2.req("PUT", &item(&k2, "p0", "during"), &[], b"d").await;
+    assert_eq!(r.status, 204);
+    let out = nodes[1].cli(&["layout", "skip-dead-nodes", "--version", "3"]);
+    assert!(
+        !out.status.success(),
+        "a version above the current one is refused"
+    );
+    let out = nodes[1].cli_ok(&["layout", "skip-dead-nodes", "--version", "2"]);
+    assert!(
+        out.contains(&format!("{}: ack raised to #2", &id1[..16])),
+        "{out}"
+    );
+    let took = transition_ends(&nodes[1], 60).await;
+    eprintln!("transition finished {took:?} after skip-dead-nodes");
+    let mut all: Vec<(String, String)> = (0..PKS)
+        .flat_map(|p| (0..50).map(move |i| (format!("p{p}"), format!("k{i:05}"))))
+        .collect();
+    all.push(("p0".into(), "during".into()));
+    let expected = by_pk(&all);
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        let k = K2v::new(n.endpoint(), creds.clone());
+        check_all(&k, &expected, &format!("through node {}", i + 1)).await;
+    }
+}

@@ -316,6 +316,8 @@ impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
 
     /// A full pass: every node sharing a partition with this one (up or
     /// not), then the hand-off of partitions this node no longer stores.
+    /// It counts as complete when every live node set of every partition
+    /// this node stores kept a write quorum of nodes that took part.
     /// A complete pass is reported to the layout trackers for the
     /// `ack_map_min` seen at its start; an incomplete one is retried soon.
     async fn full_pass(&mut self) -> Result<(), String> {
@@ -329,10 +331,25 @@ impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
             .filter(|n| *n != me)
             .collect();
         self.table.flush_merkle().await.map_err(|e| e.to_string())?;
-        let mut all_ok = true;
+        let mut failed: Vec<Uuid> = vec![];
         for peer in peers {
-            all_ok &= self.sync_peer(peer).await;
+            if !self.sync_peer(peer).await {
+                failed.push(peer);
+            }
         }
+        // Complete when, for every partition this node stores, each live
+        // version's node set still has a write quorum of nodes that took
+        // part (this node and the peers that answered): a dead node whose
+        // ack was forced by `skip-dead-nodes` does not hold a transition.
+        let w = system.quorums.write;
+        let mut all_ok = partitions().all(|(_, h)| {
+            let sets = layout.write_sets_of(&h);
+            !sets.iter().any(|s| s.contains(&me))
+                || sets.iter().all(|s| {
+                    let down = s.iter().filter(|n| failed.contains(n)).count();
+                    down + w <= s.len()
+                })
+        });
         match self.table.partitions_to_offload() {
             Ok(parts) => {
                 for p in parts {

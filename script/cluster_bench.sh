@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Cluster figures on loopback (127.0.0.1), release build, rf 3:
+#
+#   script/cluster_bench.sh throughput   InsertItem and ReadItem at 64 clients
+#                                        through node 1 of 3 nodes, next to 1 node
+#   script/cluster_bench.sh catchup      node 3 stopped, ITEMS items written, node 3
+#                                        restarted: time until its Merkle roots
+#                                        equal the others' for every partition
+#   script/cluster_bench.sh transition   ITEMS items on 3 nodes, a 4th joins and
+#                                        the first is removed: time until one
+#                                        layout version is live, and until the
+#                                        removed node is empty
+#
+# Environment: ITEMS (default 100000), BENCH_DURATION (default 10 s per run),
+# BENCH_KEEP (keep the temp dir). Prints its figures; changes nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+MODE=${1:-}
+case "$MODE" in
+  throughput|catchup|transition) ;;
+  *) sed -n '2,16p' "$0"; exit 2 ;;
+esac
+ITEMS=${ITEMS:-100000}
+DUR=${BENCH_DURATION:-10}
+
+cargo build --release -p garage --bins >&2
+GARAGE="$ROOT/target/release/garage"
+BENCH="$ROOT/target/release/k2v-bench"
+TMP=$(mktemp -d)
+SECRET_HEX=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ -z "${BENCH_KEEP:-}" ]]; then rm -rf "$TMP"; else echo "kept $TMP" >&2; fi
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+now() { date +%s.%N; }
+since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+
+# node_config I RF: writes $TMP/nI/garage.toml
+node_config() {
+  local i=$1 rf=$2 d="$TMP/n$1"
+  mkdir -p "$d"
+  echo "$(free_port) $(free_port)" > "$d/ports"
+  read -r rpc k2v < "$d/ports"
+  cat > "$d/garage.toml" <<EOF
+metadata_dir = "$d/meta"
+data_dir = "$d/data"
+replication_factor = $rf
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$SECRET_HEX"
+bootstrap_peers = [${BOOT:-}]
+
+[s3_api]
+s3_region = "garage"
+
+[k2v_api]
+api_bind_addr = "127.0.0.1:$k2v"
+EOF
+}
+start_node() {
+  local d="$TMP/n$1"
+  RUST_LOG=${RUST_LOG:-warn} "$GARAGE" -c "$d/garage.toml" server >> "$d/log.txt" 2>&1 &
+  echo $! > "$d/pid"
+  PIDS+=("$!")
+  read -r _ k2v < "$d/ports"
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$k2v") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "node $1 did not start" >&2; cat "$d/log.txt" >&2; exit 1
+}
+stop_node() { kill "$(cat "$TMP/n$1/pid")"; sleep 0.5; }
+cli() { local i=$1; shift; "$GARAGE" -c "$TMP/n$i/garage.toml" "$@"; }
+node_id() { cli "$1" node id -q 2>/dev/null | cut -d@ -f1; }
+endpoint() { read -r _ k2v < "$TMP/n$1/ports"; echo "http://127.0.0.1:$k2v"; }
+
+# cluster N RF: starts N nodes, lays them out (zone dcI each), makes a key and bucket
+cluster() {
+  local n=$1 rf=$2
+  node_config 1 "$rf"; start_node 1
+  read -r rpc1 _ < "$TMP/n1/ports"
+  BOOT="\"$(node_id 1)@127.0.0.1:$rpc1\""
+  for i in $(seq 2 "$n"); do node_config "$i" "$rf"; start_node "$i"; done
+  for i in $(seq 1 "$n"); do
+    local id; id=$(node_id "$i")
+    until cli 1 status | grep -q "${id:0:16}"; do sleep 0.2; done
+    cli 1 layout assign "${id:0:16}" -z "dc$i" -c 1G > /dev/null
+  done
+  cli 1 layout apply --version 1 > /dev/null
+  local out; out=$(cli 1 key create bench-key)
+  KEY_ID=$(sed -n 's/^Key ID: //p' <<< "$out"); SECRET=$(sed -n 's/^Secret key: //p' <<< "$out")
+  cli 1 bucket create bench > /dev/null
+  cli 1 bucket allow --read --write --owner bench --key "$KEY_ID" > /dev/null
+  sleep 2
+}
+bench() {
+  local node=$1; shift
+  K2V_KEY_ID="$KEY_ID" K2V_SECRET="$SECRET" "$BENCH" --endpoint "$(endpoint "$node")" \
+    --bucket bench --quiet "$@"
+}
+# load N: writes N items (100 B) through node 1 (k2v-bench's prefill of a read run)
+load() { bench 1 --op read --keys "$1" --partitions 100 --concurrency 16 --duration 0.2 --warmup 0 > /dev/null; }
+roots() { for t in k2v_item k2v_index_counter; do cli "$1" debug merkle-roots "$t"; done | md5sum; }
+summary() {
+  python3 -c 'import json,sys
+r=json.loads(sys.stdin.read())
+print(f"{r[\"op\"]:>7} {r[\"concurrency\"]} clients: {r[\"ops_per_sec\"]:,.0f} ops/s, p50 {r[\"p50_ms\"]:.2f} ms, p99 {r[\"p99_ms\"]:.2f} ms, errors {r.get(\"errors\") or 0}")'
+}
+
+case "$MODE" in
+throughput)
+  cluster 3 3
+  echo "3 nodes, rf 3, consistent, requests through node 1:"
+  bench 1 --op insert --concurrency 64 --duration "$DUR" | summary
+  bench 1 --op read --concurrency 64 --duration "$DUR" | summary
+  for p in "${PIDS[@]}"; do kill "$p"; done; wait 2>/dev/null || true; PIDS=()
+  rm -rf "${TMP:?}"/n*; BOOT=""
+  cluster 1 1
+  echo "1 node, rf 1:"
+  bench 1 --op insert --concurrency 64 --duration "$DUR" | summary
+  bench 1 --op read --concurrency 64 --duration "$DUR" | summary
+  ;;
+catchup)
+  cluster 3 3
+  stop_node 3
+  t0=$(now); load "$ITEMS"; echo "wrote $ITEMS items with node 3 down in $(since "$t0") s"
+  start_node 3
+  t0=$(now)
+  until [[ "$(roots 1)" == "$(roots 3)" && "$(roots 2)" == "$(roots 3)" ]]; do sleep 0.5; done
+  echo "node 3 caught up (Merkle roots equal on all 3 nodes) $(since "$t0") s after restart"
+  cli 3 debug entries k2v_item
+  ;;
+transition)
+  cluster 3 3
+  t0=$(now); load "$ITEMS"; echo "wrote $ITEMS items in $(since "$t0") s"
+  node_config 4 3; start_node 4
+  id1=$(node_id 1); id4=$(node_id 4)
+  until cli 2 status | grep -q "${id4:0:16}"; do sleep 0.2; done
+  cli 2 layout assign "${id4:0:16}" -z dc1 -c 1G > /dev/null
+  cli 2 layout remove "${id1:0:16}" > /dev/null
+  t0=$(now)
+  cli 2 layout apply --version 2 > /dev/null
+  until [[ $(cli 2 layout history | grep -cE '^#[0-9]+ +(current|draining)') == 1 ]]; do sleep 0.5; done
+  echo "transition 1 -> 2 (4th node in, 1st out): one live version after $(since "$t0") s"
+  until cli 1 debug entries k2v_item | grep -q '^entries: 0$'; do sleep 0.5; done
+  echo "removed node empty after $(since "$t0") s"
+  cli 4 debug entries k2v_item
+  ;;
+esac
