@@ -111,9 +111,12 @@ bench() {
 load() { bench 1 --op read --keys "$1" --partitions 100 --concurrency 16 --duration 0.2 --warmup 0 > /dev/null; }
 roots() { for t in k2v_item k2v_index_counter; do cli "$1" debug merkle-roots "$t"; done | md5sum; }
 summary() {
-  python3 -c 'import json,sys
-r=json.loads(sys.stdin.read())
-print(f"{r[\"op\"]:>7} {r[\"concurrency\"]} clients: {r[\"ops_per_sec\"]:,.0f} ops/s, p50 {r[\"p50_ms\"]:.2f} ms, p99 {r[\"p99_ms\"]:.2f} ms, errors {r.get(\"errors\") or 0}")'
+  python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+e = r.get("errors") or 0
+print("%7s %d clients: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, errors %s"
+      % (r["op"], r["concurrency"], r["ops_per_sec"], r["p50_ms"], r["p99_ms"], e))'
 }
 
 case "$MODE" in

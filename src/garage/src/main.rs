@@ -27,8 +27,20 @@ use cli::{Cli, Command};
 
 fn main() {
     // A panic anywhere means a bug: abort rather than run half-broken.
+    // Except a closed stdout (`garage status | head -1`): print! panics on
+    // it, which for a CLI means the reader has seen enough. Exit as a
+    // process killed by SIGPIPE would, quietly.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
         default_hook(info);
         std::process::abort();
     }));

@@ -13,6 +13,7 @@
 //! when their root hashes are equal, and they find where they differ by
 //! walking down the children whose hashes differ.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,14 @@ pub fn node_key(partition: u16, prefix: &[u8]) -> Vec<u8> {
     k.extend_from_slice(&partition.to_be_bytes());
     k.extend_from_slice(prefix);
     k
+}
+
+/// The trie nodes a batch of updates read and wrote, kept in memory until
+/// the batch ends.
+struct NodeBatch<'a, 'b> {
+    tx: &'a mut Transaction<'b>,
+    cache: HashMap<Vec<u8>, MerkleNode>,
+    dirty: BTreeSet<Vec<u8>>,
 }
 
 /// The tries of one table, and their updater.
@@ -136,13 +145,47 @@ impl<F: TableSchema> MerkleTrie<F> {
         }
         let n = dirty.len();
         let res = self.data.db.transaction(|tx| {
+            // Nodes near the root are shared by most keys of a batch: they
+            // are read once, updated in memory, and written once.
+            let mut b = NodeBatch {
+                tx,
+                cache: HashMap::new(),
+                dirty: BTreeSet::new(),
+            };
             for (key, _) in dirty.iter() {
-                let value = tx.get(&self.data.store, key)?;
+                let value = b.tx.get(&self.data.store, key)?;
                 let vhash = value.map(|v| blake2sum(&v));
                 let khash = blake2sum(key);
                 let p = self.partition_of(key);
-                self.update_node(tx, p, &[], key, khash.as_slice(), vhash)?;
-                tx.remove(&self.data.merkle_todo, key)?;
+                self.update_node(&mut b, p, &[], key, khash.as_slice(), vhash)?;
+                b.tx.remove(&self.data.merkle_todo, key)?;
+            }
+            let NodeBatch {
+                tx,
+                mut cache,
+                dirty,
+            } = b;
+            let mut keys: Vec<Vec<u8>> = dirty.into_iter().collect();
+            keys.sort_by_key(|k| std::cmp::Reverse(k.len()));
+            let mut hashes: HashMap<Vec<u8>, Option<Hash>> = HashMap::new();
+            for k in keys {
+                let Some(node) = cache.get_mut(&k) else {
+                    continue;
+                };
+                if let MerkleNode::Intermediate(children) = node {
+                    for (c, h) in children.iter_mut() {
+                        let mut ck = k.clone();
+                        ck.push(*c);
+                        if let Some(Some(ch)) = hashes.get(&ck) {
+                            *h = *ch;
+                        }
+                    }
+                }
+                hashes.insert(k.clone(), node.hash());
+                match node {
+                    MerkleNode::Empty => tx.remove(&self.tree, &k)?,
+                    n => tx.insert(&self.tree, &k, &n.encode())?,
+                }
             }
             Ok(())
         });
@@ -155,38 +198,49 @@ impl<F: TableSchema> MerkleTrie<F> {
 
     fn read_tx(
         &self,
-        tx: &Transaction<'_>,
+        b: &mut NodeBatch<'_, '_>,
         partition: u16,
         prefix: &[u8],
     ) -> Result<MerkleNode, TxError<Error>> {
-        match tx.get(&self.tree, &node_key(partition, prefix))? {
-            None => Ok(MerkleNode::Empty),
+        let k = node_key(partition, prefix);
+        if let Some(n) = b.cache.get(&k) {
+            return Ok(n.clone());
+        }
+        let n = match b.tx.get(&self.tree, &k)? {
+            None => MerkleNode::Empty,
             // A node that does not decode is treated as empty: the keys
             // under it are re-added as they change, and sync repairs the rest.
-            Some(b) => Ok(MerkleNode::decode(&b).unwrap_or(MerkleNode::Empty)),
-        }
+            Some(v) => MerkleNode::decode(&v).unwrap_or(MerkleNode::Empty),
+        };
+        b.cache.insert(k, n.clone());
+        Ok(n)
     }
 
     fn write_tx(
         &self,
-        tx: &mut Transaction<'_>,
+        b: &mut NodeBatch<'_, '_>,
         partition: u16,
         prefix: &[u8],
         node: &MerkleNode,
     ) -> Result<Option<Hash>, TxError<Error>> {
         let k = node_key(partition, prefix);
-        match node {
-            MerkleNode::Empty => tx.remove(&self.tree, &k)?,
-            n => tx.insert(&self.tree, &k, &n.encode())?,
-        }
-        Ok(node.hash())
+        // Hashes of written nodes are computed once, when the batch ends
+        // (deepest first): until then a parent holds a placeholder for the
+        // hash of a written child.
+        let h = match node {
+            MerkleNode::Empty => None,
+            _ => Some(Hash::default()),
+        };
+        b.dirty.insert(k.clone());
+        b.cache.insert(k, node.clone());
+        Ok(h)
     }
 
     /// Sets (`Some`) or removes (`None`) the leaf of `key` under the node at
     /// `prefix`, rewriting that node; returns the node's new hash.
     fn update_node(
         &self,
-        tx: &mut Transaction<'_>,
+        b: &mut NodeBatch<'_, '_>,
         partition: u16,
         prefix: &[u8],
         key: &[u8],
@@ -194,7 +248,7 @@ impl<F: TableSchema> MerkleTrie<F> {
         vhash: Option<Hash>,
     ) -> Result<Option<Hash>, TxError<Error>> {
         let depth = prefix.len();
-        let node = self.read_tx(tx, partition, prefix)?;
+        let node = self.read_tx(b, partition, prefix)?;
         let new = match node {
             MerkleNode::Empty => match vhash {
                 Some(h) => MerkleNode::Leaf(ByteBuf::from(key.to_vec()), h),
@@ -220,15 +274,15 @@ impl<F: TableSchema> MerkleTrie<F> {
                 };
                 let mut child = prefix.to_vec();
                 child.push(c2);
-                let h = self.write_tx(tx, partition, &child, &leaf)?;
+                let h = self.write_tx(b, partition, &child, &leaf)?;
                 let children = h.map(|h| vec![(c2, h)]).unwrap_or_default();
-                self.update_children(tx, partition, prefix, children, key, khash, vhash)?
+                self.update_children(b, partition, prefix, children, key, khash, vhash)?
             }
             MerkleNode::Intermediate(children) => {
-                self.update_children(tx, partition, prefix, children, key, khash, vhash)?
+                self.update_children(b, partition, prefix, children, key, khash, vhash)?
             }
         };
-        self.write_tx(tx, partition, prefix, &new)
+        self.write_tx(b, partition, prefix, &new)
     }
 
     /// The new intermediate node at `prefix` after updating `key` in its
@@ -236,7 +290,7 @@ impl<F: TableSchema> MerkleTrie<F> {
     #[allow(clippy::too_many_arguments)]
     fn update_children(
         &self,
-        tx: &mut Transaction<'_>,
+        b: &mut NodeBatch<'_, '_>,
         partition: u16,
         prefix: &[u8],
         mut children: Vec<(u8, Hash)>,
@@ -251,7 +305,7 @@ impl<F: TableSchema> MerkleTrie<F> {
         };
         let mut child = prefix.to_vec();
         child.push(c);
-        let h = self.update_node(tx, partition, &child, key, khash, vhash)?;
+        let h = self.update_node(b, partition, &child, key, khash, vhash)?;
         match (children.binary_search_by_key(&c, |x| x.0), h) {
             (Ok(i), Some(h)) => children[i].1 = h,
             (Ok(i), None) => {
@@ -265,9 +319,9 @@ impl<F: TableSchema> MerkleTrie<F> {
             [(only, _)] => {
                 let mut p = prefix.to_vec();
                 p.push(*only);
-                match self.read_tx(tx, partition, &p)? {
+                match self.read_tx(b, partition, &p)? {
                     leaf @ MerkleNode::Leaf(..) => {
-                        self.write_tx(tx, partition, &p, &MerkleNode::Empty)?;
+                        self.write_tx(b, partition, &p, &MerkleNode::Empty)?;
                         Ok(leaf)
                     }
                     _ => Ok(MerkleNode::Intermediate(children)),
@@ -383,6 +437,59 @@ mod tests {
     fn put(t: &MerkleTrie<S>, k: &str, v: u64) {
         t.data.update_entry(&E { k: k.into(), v }).expect("update");
         while t.update_batch().expect("merkle") > 0 {}
+    }
+
+    /// Every intermediate node holds the true hashes of its children, and
+    /// no child of a node is missing or empty; returns the number of leaves.
+    fn check_consistent(t: &MerkleTrie<S>, prefix: &[u8]) -> usize {
+        match t.node(0, prefix).expect("node") {
+            MerkleNode::Empty => 0,
+            MerkleNode::Leaf(..) => 1,
+            MerkleNode::Intermediate(children) => {
+                assert!(!children.is_empty());
+                let mut n = 0;
+                for (c, h) in children {
+                    let mut p = prefix.to_vec();
+                    p.push(c);
+                    assert_eq!(t.node(0, &p).expect("child").hash(), Some(h), "at {p:?}");
+                    n += check_consistent(t, &p);
+                }
+                n
+            }
+        }
+    }
+
+    /// One key per batch or all keys in one batch: the same trie.
+    #[test]
+    fn batches_of_any_size_give_the_same_trie() {
+        let a = trie();
+        let b = trie();
+        for i in 0..200u64 {
+            put(&a, &format!("k{i}"), i);
+            b.data
+                .update_entry(&E {
+                    k: format!("k{i}"),
+                    v: i,
+                })
+                .expect("update");
+        }
+        while b.update_batch().expect("merkle") > 0 {}
+        assert_eq!(a.root(0).expect("root"), b.root(0).expect("root"));
+        assert_eq!(check_consistent(&a, &[]), 200);
+        assert_eq!(check_consistent(&b, &[]), 200);
+        // Updates and deletes mixed in one batch.
+        for i in 0..100u64 {
+            b.data
+                .update_entry(&E {
+                    k: format!("k{i}"),
+                    v: i + 1000,
+                })
+                .expect("update");
+            put(&a, &format!("k{i}"), i + 1000);
+        }
+        while b.update_batch().expect("merkle") > 0 {}
+        assert_eq!(a.root(0).expect("root"), b.root(0).expect("root"));
+        assert_eq!(check_consistent(&b, &[]), 200);
     }
 
     /// Tries built from the same entries in any order and through any
