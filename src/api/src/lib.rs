@@ -6,7 +6,7 @@
 //! - [`http`]: body types, the JSON error response, body limits.
 //! - [`error`]: [`error::ApiError`], each variant mapped to a status and code.
 //! - `k2v` (feature `k2v`): the K2V router and handlers.
-//! - [`admin`]: the admin API (health).
+//! - [`admin`]: the admin API v1 (health, status, layout, keys, buckets).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

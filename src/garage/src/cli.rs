@@ -26,32 +26,28 @@ pub struct Cli {
     #[arg(long = "rpc-secret-file", env = "GARAGE_RPC_SECRET_FILE")]
     pub rpc_secret_file: Option<PathBuf>,
 
-    /// Admin API token (accepted for compatibility).
-    #[arg(long = "admin-token", env = "GARAGE_ADMIN_TOKEN", hide = true)]
+    /// Admin API token (replaces `admin.admin_token` of the config when
+    /// running the server).
+    #[arg(long = "admin-token", env = "GARAGE_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
 
-    /// Admin API token file (accepted for compatibility).
-    #[arg(
-        long = "admin-token-file",
-        env = "GARAGE_ADMIN_TOKEN_FILE",
-        hide = true
-    )]
+    /// File holding the admin API token (replaces `admin.admin_token_file`).
+    #[arg(long = "admin-token-file", env = "GARAGE_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
 
-    /// Metrics token (accepted for compatibility).
-    #[arg(long = "metrics-token", env = "GARAGE_METRICS_TOKEN", hide = true)]
+    /// Metrics token (replaces `admin.metrics_token`).
+    #[arg(long = "metrics-token", env = "GARAGE_METRICS_TOKEN")]
     pub metrics_token: Option<String>,
 
-    /// Metrics token file (accepted for compatibility).
-    #[arg(
-        long = "metrics-token-file",
-        env = "GARAGE_METRICS_TOKEN_FILE",
-        hide = true
-    )]
+    /// File holding the metrics token (replaces `admin.metrics_token_file`).
+    #[arg(long = "metrics-token-file", env = "GARAGE_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
 
-    /// Allow secret files readable by others.
-    #[arg(long = "allow-world-readable-secrets", hide = true)]
+    /// Accept admin and metrics token files that other users may read.
+    #[arg(
+        long = "allow-world-readable-secrets",
+        env = "GARAGE_ALLOW_WORLD_READABLE_SECRETS"
+    )]
     pub allow_world_readable_secrets: bool,
 
     /// Print help.

@@ -41,6 +41,13 @@ pub fn load(cli: &Cli, path: &Path) -> Result<Config> {
         cfg.rpc_secret = None;
         cfg.rpc_secret_file = Some(f.clone());
     }
+    cfg.admin
+        .override_admin_token(cli.admin_token.clone(), cli.admin_token_file.clone());
+    cfg.admin
+        .override_metrics_token(cli.metrics_token.clone(), cli.metrics_token_file.clone());
+    if cli.allow_world_readable_secrets {
+        cfg.allow_world_readable_secrets = true;
+    }
     Ok(cfg)
 }
 

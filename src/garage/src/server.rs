@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use garage_api::admin::{AdminApiServer, AdminTokens, BuildInfo};
 use garage_db::{Db, Engine, OpenOptions};
 use garage_model::garage::Garage;
 use garage_rpc::netapp_transport::NetappTransport;
@@ -48,6 +49,25 @@ fn bind_addr(s: &str, key: &str) -> Result<SocketAddr> {
         .ok_or_else(|| anyhow!("invalid {key} `{s}`: no address"))
 }
 
+/// What `GET /v1/status` reports about this binary.
+fn build_info() -> BuildInfo {
+    let features = [
+        ("k2v", cfg!(feature = "k2v")),
+        ("redb", cfg!(feature = "redb")),
+        ("sled", cfg!(feature = "sled")),
+    ];
+    BuildInfo {
+        version: format!("v{}", env!("CARGO_PKG_VERSION")),
+        features: features
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(f, _)| f.to_string())
+            .collect(),
+        // The compiler version is not recorded at build time.
+        rust_version: "unknown".into(),
+    }
+}
+
 /// Everything a running node holds, for the single-node set-up and tests.
 pub struct RunningNode {
     /// The node's state.
@@ -59,6 +79,14 @@ pub struct RunningNode {
 
 /// Starts a node from its config; it runs until `shutdown` is called.
 pub async fn start(cfg: Config) -> Result<RunningNode> {
+    // 0. Admin API tokens: a bad or unreadable token file stops the start
+    //    before anything is created.
+    let allow_world_readable = cfg.allow_world_readable_secrets;
+    let admin_tokens = AdminTokens::new(
+        cfg.admin.admin_token(allow_world_readable)?.as_deref(),
+        cfg.admin.metrics_token(allow_world_readable)?.as_deref(),
+    );
+
     // 1. Storage directory, identity and database.
     std::fs::create_dir_all(&cfg.metadata_dir)
         .with_context(|| format!("cannot create {}", cfg.metadata_dir.display()))?;
@@ -163,14 +191,10 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
     }
     if let Some(l) = admin_listener {
         tracing::info!(addr = %l.local_addr()?, "admin API listening");
-        let g = garage.clone();
+        let server = AdminApiServer::new(garage.clone(), admin_tokens, build_info());
         let rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
-            garage_api::server::run(l, rx, move |req| {
-                let g = g.clone();
-                async move { garage_api::admin::handle(g, req).await }
-            })
-            .await
+            garage_api::server::run(l, rx, move |req| server.clone().handle(req)).await
         }));
     }
     Ok(RunningNode {

@@ -53,6 +53,8 @@ pub struct NodeOpts {
     pub extra: String,
     /// Extra lines in `[k2v_api]`.
     pub k2v_extra: String,
+    /// Extra lines in `[admin]` (e.g. `admin_token = "..."`).
+    pub admin_extra: String,
     /// Bootstrap peers.
     pub bootstrap: Vec<String>,
     /// Loopback address (127.0.0.x).
@@ -68,6 +70,7 @@ impl Default for NodeOpts {
             secret: "4f1c2ee3d5b8a0c7e6d9f2b1a3c5e7f90a1b2c3d4e5f60718293a4b5c6d7e8f9".into(),
             extra: String::new(),
             k2v_extra: String::new(),
+            admin_extra: String::new(),
             bootstrap: vec![],
             ip: "127.0.0.1".into(),
             rpc_timeout_msec: 5000,
@@ -121,6 +124,7 @@ api_bind_addr = "{ip}:{k2v_port}"
 
 [admin]
 api_bind_addr = "{ip}:{admin_port}"
+{admin_extra}
 "#,
             meta = dir.path().join("meta").display(),
             data = dir.path().join("data").display(),
@@ -130,6 +134,7 @@ api_bind_addr = "{ip}:{admin_port}"
             peers = peers.join(", "),
             extra = opts.extra,
             k2v_extra = opts.k2v_extra,
+            admin_extra = opts.admin_extra,
             rpc_timeout_msec = opts.rpc_timeout_msec,
         );
         std::fs::write(&config, text).expect("write config");

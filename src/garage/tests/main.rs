@@ -4,6 +4,7 @@
 
 mod common;
 
+mod admin_api;
 mod anti_entropy;
 mod cli;
 mod cluster;

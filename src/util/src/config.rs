@@ -151,6 +151,132 @@ pub struct AdminConfig {
     pub metrics_token_file: Option<PathBuf>,
 }
 
+impl AdminConfig {
+    /// Replaces where the admin token comes from (the command line or the
+    /// environment): a token wins over a file, and either one replaces both
+    /// keys of the config file. `None, None` leaves the config as it is.
+    pub fn override_admin_token(&mut self, token: Option<String>, file: Option<PathBuf>) {
+        override_secret(
+            &mut self.admin_token,
+            &mut self.admin_token_file,
+            token,
+            file,
+        );
+    }
+
+    /// As [`Self::override_admin_token`], for the metrics token.
+    pub fn override_metrics_token(&mut self, token: Option<String>, file: Option<PathBuf>) {
+        override_secret(
+            &mut self.metrics_token,
+            &mut self.metrics_token_file,
+            token,
+            file,
+        );
+    }
+
+    /// The admin token from `admin_token` or `admin_token_file`; `None`
+    /// when neither is set (the admin endpoints are then disabled).
+    pub fn admin_token(&self, allow_world_readable: bool) -> Result<Option<String>, ConfigError> {
+        resolve_secret(
+            "admin.admin_token",
+            &self.admin_token,
+            &self.admin_token_file,
+            allow_world_readable,
+        )
+    }
+
+    /// The metrics token from `metrics_token` or `metrics_token_file`;
+    /// `None` when neither is set (`/metrics` is then open).
+    pub fn metrics_token(&self, allow_world_readable: bool) -> Result<Option<String>, ConfigError> {
+        resolve_secret(
+            "admin.metrics_token",
+            &self.metrics_token,
+            &self.metrics_token_file,
+            allow_world_readable,
+        )
+    }
+}
+
+fn override_secret(
+    value: &mut Option<String>,
+    file: &mut Option<PathBuf>,
+    new_value: Option<String>,
+    new_file: Option<PathBuf>,
+) {
+    match (new_value, new_file) {
+        (Some(v), _) => {
+            *value = Some(v);
+            *file = None;
+        }
+        (None, Some(f)) => {
+            *value = None;
+            *file = Some(f);
+        }
+        (None, None) => (),
+    }
+}
+
+/// A secret given inline or in a file, never both; an empty one is refused
+/// (no bearer token could match it).
+fn resolve_secret(
+    key: &'static str,
+    value: &Option<String>,
+    file: &Option<PathBuf>,
+    allow_world_readable: bool,
+) -> Result<Option<String>, ConfigError> {
+    let secret = match (value, file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key,
+                message: format!("set only one of `{key}` and `{key}_file`"),
+            })
+        }
+        (Some(v), None) => v.clone(),
+        (None, Some(f)) => read_secret_file(f, allow_world_readable)?,
+        (None, None) => return Ok(None),
+    };
+    if secret.trim().is_empty() {
+        return Err(ConfigError::Invalid {
+            key,
+            message: "the token is empty".into(),
+        });
+    }
+    Ok(Some(secret))
+}
+
+/// Reads a secret file, without its trailing whitespace (`echo` and editors
+/// add a newline). As in Garage, a file that others may read is refused
+/// unless `allow_world_readable` (`allow_world_readable_secrets`).
+pub fn read_secret_file(path: &Path, allow_world_readable: bool) -> Result<String, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    #[cfg(unix)]
+    if !allow_world_readable {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(read_err)?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::Invalid {
+                key: "allow_world_readable_secrets",
+                message: format!(
+                    "the secret file {} can be read by other users (mode {:o}, expected 600); \
+                     fix its permissions or set allow_world_readable_secrets = true",
+                    path.display(),
+                    mode & 0o777
+                ),
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = allow_world_readable;
+    let text = std::fs::read_to_string(path).map_err(read_err)?;
+    Ok(text.trim_end().to_string())
+}
+
 fn default_db_engine() -> String {
     "redb".into()
 }
@@ -414,7 +540,8 @@ impl Config {
         Ok((cfg, notices))
     }
 
-    /// Reads and parses a config file, applying `GARAGE_RPC_SECRET`.
+    /// Reads and parses a config file, applying `GARAGE_RPC_SECRET`,
+    /// `GARAGE_ADMIN_TOKEN[_FILE]` and `GARAGE_METRICS_TOKEN[_FILE]`.
     pub fn load(path: &Path) -> Result<(Config, Vec<ConfigNotice>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -425,6 +552,17 @@ impl Config {
             cfg.rpc_secret = Some(s);
             cfg.rpc_secret_file = None;
         }
+        // Empty variables count as unset, so `GARAGE_ADMIN_TOKEN=` does not
+        // turn a configured token into an unusable empty one.
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        cfg.admin.override_admin_token(
+            env("GARAGE_ADMIN_TOKEN"),
+            env("GARAGE_ADMIN_TOKEN_FILE").map(PathBuf::from),
+        );
+        cfg.admin.override_metrics_token(
+            env("GARAGE_METRICS_TOKEN"),
+            env("GARAGE_METRICS_TOKEN_FILE").map(PathBuf::from),
+        );
         Ok((cfg, notices))
     }
 
@@ -605,6 +743,65 @@ admin_token = "x"
         assert_eq!(format_size(999), "999 B");
         assert_eq!(format_size(3_900_000), "3.9 MB");
         assert_eq!(format_size(1_000_000_000), "1.0 GB");
+    }
+
+    #[test]
+    fn admin_tokens() {
+        let dir = std::env::temp_dir().join(format!("k2v-cfg-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("token");
+        std::fs::write(&file, "from-file\n").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+
+        let (cfg, _) = Config::parse(GARAGE_CFG, Path::new("g.toml")).expect("parse");
+        let mut admin = cfg.admin.clone();
+        assert_eq!(admin.admin_token(false).expect("token"), Some("x".into()));
+        assert_eq!(admin.metrics_token(false).expect("none"), None);
+
+        // Inline and file together is ambiguous.
+        admin.admin_token_file = Some(file.clone());
+        let e = admin.admin_token(true).expect_err("both");
+        assert!(e.to_string().contains("admin_token_file"), "{e}");
+
+        // An override replaces both keys; the file loses its newline.
+        admin.override_admin_token(None, Some(file.clone()));
+        assert_eq!(admin.admin_token, None);
+        assert_eq!(
+            admin.admin_token(true).expect("file"),
+            Some("from-file".into())
+        );
+        #[cfg(unix)]
+        {
+            let e = admin.admin_token(false).expect_err("world-readable");
+            assert!(
+                e.to_string().contains("allow_world_readable_secrets"),
+                "{e}"
+            );
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            assert_eq!(
+                admin.admin_token(false).expect("private file"),
+                Some("from-file".into())
+            );
+        }
+        admin.override_admin_token(Some("cli".into()), Some(file.clone()));
+        assert_eq!(admin.admin_token(false).expect("cli"), Some("cli".into()));
+        admin.override_admin_token(None, None);
+        assert_eq!(admin.admin_token(false).expect("kept"), Some("cli".into()));
+
+        admin.override_metrics_token(Some("  ".into()), None);
+        assert!(admin.metrics_token(false).is_err());
+        admin.metrics_token_file = Some(dir.join("missing"));
+        admin.metrics_token = None;
+        assert!(matches!(
+            admin.metrics_token(true),
+            Err(ConfigError::Read { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
