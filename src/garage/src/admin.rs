@@ -73,13 +73,13 @@ impl AdminRpcHandler {
         match what {
             RepairWhat::Tables => {
                 let g = &self.garage;
-                g.key_table.sync_trigger.request();
-                g.bucket_table.sync_trigger.request();
-                g.bucket_alias_table.sync_trigger.request();
+                g.key_table.sync_trigger().request();
+                g.bucket_table.sync_trigger().request();
+                g.bucket_alias_table.sync_trigger().request();
                 #[cfg(feature = "k2v")]
                 {
-                    g.k2v.item_table.sync_trigger.request();
-                    g.k2v.counter_table.sync_trigger.request();
+                    g.k2v.item_table.sync_trigger().request();
+                    g.k2v.counter_table.sync_trigger().request();
                 }
                 "Repair launched: a full anti-entropy pass of every table with every peer.".into()
             }
@@ -133,7 +133,7 @@ fn count_of<F: garage_table::TableSchema, R: garage_table::TableReplication>(
     let (mut n, mut tomb) = (0, 0);
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let rows = t.data.scan(after.as_deref(), 1000)?;
+        let rows = t.scan_local(after.as_deref(), 1000)?;
         let Some(last) = rows.last().map(|r| r.0.clone()) else {
             break;
         };
@@ -159,7 +159,7 @@ async fn roots_of<F: garage_table::TableSchema, R: garage_table::TableReplicatio
 ) -> Result<Vec<Option<garage_util::data::Hash>>, HelperError> {
     t.flush_merkle().await?;
     (0..n)
-        .map(|p| t.merkle.root(p).map_err(HelperError::from))
+        .map(|p| t.merkle().root(p).map_err(HelperError::from))
         .collect()
 }
 

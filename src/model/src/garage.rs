@@ -172,17 +172,20 @@ impl Garage {
             self.bucket_alias_table.clone(),
             full_sync,
         ));
-        bg.spawn_worker(MerkleWorker::new(self.key_table.merkle.clone()));
-        bg.spawn_worker(MerkleWorker::new(self.bucket_table.merkle.clone()));
-        bg.spawn_worker(MerkleWorker::new(self.bucket_alias_table.merkle.clone()));
+        bg.spawn_worker(MerkleWorker::new(self.key_table.merkle().clone()));
+        bg.spawn_worker(MerkleWorker::new(self.bucket_table.merkle().clone()));
+        bg.spawn_worker(MerkleWorker::new(self.bucket_alias_table.merkle().clone()));
         #[cfg(feature = "k2v")]
         {
             let sync = std::time::Duration::from_secs(self.config.sync_interval_secs.max(1));
             let gc = std::time::Duration::from_secs(self.config.tombstone_gc_delay_secs);
             let items = &self.k2v.item_table;
             let counters = &self.k2v.counter_table;
-            bg.spawn_worker(MerkleWorker::new(items.merkle.clone()));
-            bg.spawn_worker(MerkleWorker::new(counters.merkle.clone()));
+            if let Some(w) = self.k2v.rpc.committer_worker() {
+                bg.spawn_worker(w);
+            }
+            bg.spawn_worker(MerkleWorker::new(items.merkle().clone()));
+            bg.spawn_worker(MerkleWorker::new(counters.merkle().clone()));
             bg.spawn_worker(SyncWorker::new(items.clone(), sync));
             bg.spawn_worker(SyncWorker::new(counters.clone(), sync));
             bg.spawn_worker(GcWorker::new(items.clone(), gc));

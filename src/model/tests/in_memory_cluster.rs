@@ -12,6 +12,7 @@ use garage_model::k2v::rpc::InsertedItem;
 use garage_rpc::layout::NodeRole;
 use garage_rpc::memory_transport::MemoryNetwork;
 use garage_rpc::system::{System, SystemConfig};
+use garage_util::background::BackgroundRunner;
 use garage_util::config::Config;
 use garage_util::data::Uuid;
 use garage_util::rng::Rng;
@@ -33,12 +34,16 @@ struct Sim {
     net: Arc<MemoryNetwork>,
     nodes: Vec<Arc<Garage>>,
     _dirs: Vec<tempfile::TempDir>,
+    /// Stops every node's workers when dropped.
+    _stop: tokio::sync::watch::Sender<bool>,
 }
 
 async fn start(n: u8) -> Sim {
     let net = MemoryNetwork::new();
     let mut nodes = vec![];
     let mut dirs = vec![];
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let bg = BackgroundRunner::new(stop_rx);
     for i in 1..=n {
         let dir = tempfile::tempdir().expect("tmp");
         let t = net.add_node(Uuid::from_bytes([i; 32]));
@@ -61,6 +66,7 @@ async fn start(n: u8) -> Sim {
             Rng::seeded(u64::from(i)),
         )
         .expect("garage");
+        g.spawn_workers(&bg);
         nodes.push(g);
         dirs.push(dir);
     }
@@ -85,6 +91,7 @@ async fn start(n: u8) -> Sim {
         net,
         nodes,
         _dirs: dirs,
+        _stop: stop,
     }
 }
 

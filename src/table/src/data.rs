@@ -20,19 +20,50 @@ use crate::schema::{Entry, PartitionKey, SortKey, TableSchema};
 /// The local part of a table.
 pub struct TableData<F: TableSchema> {
     /// The schema (hooks, filters).
-    pub schema: Arc<F>,
+    pub(crate) schema: Arc<F>,
     /// The database.
-    pub db: Db,
+    pub(crate) db: Db,
     /// Entries.
-    pub store: Tree,
+    pub(crate) store: Tree,
     /// Keys whose Merkle leaf must be recomputed (empty values).
-    pub merkle_todo: Tree,
+    pub(crate) merkle_todo: Tree,
     /// Tombstones to collect: `stored at (ms, u64 BE) ‖ storage key` →
     /// hash of the tombstone (None: this table keeps its tombstones).
-    pub gc_todo: Option<Tree>,
+    pub(crate) gc_todo: Option<Tree>,
     /// The clock stamping the GC queue.
-    pub clock: Clock,
+    pub(crate) clock: Clock,
     generation: std::sync::atomic::AtomicU64,
+}
+
+/// One transaction over a table's entries (see [`TableData::transact`]).
+pub struct TableTx<'a, 'b, F: TableSchema> {
+    data: &'a TableData<F>,
+    tx: &'a mut Transaction<'b>,
+    changes: Vec<(Option<F::E>, F::E)>,
+}
+
+impl<'b, F: TableSchema> TableTx<'_, 'b, F> {
+    /// The entry at (`pk`, `sk`), with this transaction's writes.
+    pub fn get(&self, pk: &F::P, sk: &F::S) -> Result<Option<F::E>, TxError<Error>> {
+        let key = tree_key(&pk.hash(), sk.sort_key());
+        match self.tx.get(&self.data.store, &key)? {
+            Some(b) => Ok(Some(self.data.decode(&b).map_err(TxError::Abort)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores `new` in place of `old` (what [`Self::get`] returned).
+    pub fn put(&mut self, old: Option<F::E>, new: F::E) -> Result<(), TxError<Error>> {
+        let key = tree_key(&new.partition_key().hash(), new.sort_key().sort_key());
+        self.data.store_in_tx(self.tx, &key, old.as_ref(), &new)?;
+        self.changes.push((old, new));
+        Ok(())
+    }
+
+    /// The underlying transaction, for the caller's own trees.
+    pub fn tx(&mut self) -> &mut Transaction<'b> {
+        self.tx
+    }
 }
 
 /// A stored (storage key, encoded entry) pair.
@@ -228,17 +259,10 @@ impl<F: TableSchema> TableData<F> {
     /// Merges entries into the local copies in ONE transaction; for each,
     /// the new value if it changed.
     pub fn merge_entries(&self, entries: &[F::E]) -> Result<Vec<Option<F::E>>, Error> {
-        let keys: Vec<Vec<u8>> = entries
-            .iter()
-            .map(|e| tree_key(&e.partition_key().hash(), e.sort_key().sort_key()))
-            .collect();
-        let res = self.db.transaction(|tx| {
-            let mut out = Vec::with_capacity(entries.len());
-            for (entry, key) in entries.iter().zip(keys.iter()) {
-                let old = match tx.get(&self.store, key)? {
-                    Some(b) => Some(self.decode(&b).map_err(TxError::Abort)?),
-                    None => None,
-                };
+        let (changed, mut written) = self.transact(|t| {
+            let mut changed = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let old = t.get(entry.partition_key(), entry.sort_key())?;
                 let new = match &old {
                     Some(o) => {
                         let mut m = o.clone();
@@ -248,30 +272,18 @@ impl<F: TableSchema> TableData<F> {
                     None => entry.clone(),
                 };
                 if old.as_ref() == Some(&new) {
-                    out.push(None);
+                    changed.push(false);
                     continue;
                 }
-                self.store_in_tx(tx, key, old.as_ref(), &new)?;
-                out.push(Some((old, new)));
+                t.put(old, new)?;
+                changed.push(true);
             }
-            Ok(out)
-        });
-        let changed = match res {
-            Ok(c) => c,
-            Err(TxError::Abort(e)) => return Err(e),
-            Err(TxError::Db(e)) => return Err(e.into()),
-        };
-        if changed.iter().any(Option::is_some) {
-            self.bump_generation();
-        }
+            Ok(changed)
+        })?;
+        let mut written = written.drain(..);
         Ok(changed
             .into_iter()
-            .map(|c| {
-                c.map(|(old, new)| {
-                    self.schema.committed(old.as_ref(), &new);
-                    new
-                })
-            })
+            .map(|c| if c { written.next() } else { None })
             .collect())
     }
 
@@ -281,15 +293,14 @@ impl<F: TableSchema> TableData<F> {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Raises the generation; call after committing a change made through
-    /// [`Self::store_in_tx`] in a caller's own transaction.
-    pub fn bump_generation(&self) {
+    fn bump_generation(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    /// Writes `new` at `key` inside `tx`: entry, Merkle todo and the hook.
-    pub fn store_in_tx(
+    /// Writes `new` at `key` inside `tx`: entry, Merkle todo, GC queue and
+    /// the hook.
+    fn store_in_tx(
         &self,
         tx: &mut Transaction<'_>,
         key: &[u8],
@@ -313,6 +324,43 @@ impl<F: TableSchema> TableData<F> {
         }
         self.schema.updated(tx, old, Some(new))?;
         Ok(())
+    }
+
+    /// Runs `body` in ONE transaction of the table's database: `body` reads
+    /// and writes entries through the [`TableTx`] (each write stores the
+    /// entry, marks it for the Merkle updater, queues a tombstone for GC and
+    /// runs the schema's `updated` hook, all in the transaction) and may
+    /// write the caller's own trees through [`TableTx::tx`]. After the
+    /// commit, the schema's `committed` hook runs for every written entry.
+    /// Returns `body`'s result and the written entries, in write order.
+    /// `body` may run more than once (engines retry on conflict).
+    pub fn transact<T>(
+        &self,
+        body: impl Fn(&mut TableTx<'_, '_, F>) -> Result<T, TxError<Error>>,
+    ) -> Result<(T, Vec<F::E>), Error> {
+        let res = self.db.transaction(|tx| {
+            let mut t = TableTx {
+                data: self,
+                tx,
+                changes: vec![],
+            };
+            let out = body(&mut t)?;
+            Ok((out, t.changes))
+        });
+        let (out, changes) = match res {
+            Ok(c) => c,
+            Err(TxError::Abort(e)) => return Err(e),
+            Err(TxError::Db(e)) => return Err(e.into()),
+        };
+        if !changes.is_empty() {
+            self.bump_generation();
+        }
+        let mut written = Vec::with_capacity(changes.len());
+        for (old, new) in changes {
+            self.schema.committed(old.as_ref(), &new);
+            written.push(new);
+        }
+        Ok((out, written))
     }
 
     /// Deletes the entries at `keys` whose stored value still hashes to the

@@ -19,7 +19,7 @@ mod schema;
 mod sync;
 mod table;
 
-pub use data::{prefix_end, SortRange, TableData};
+pub use data::{prefix_end, SortRange, StoredRow, TableData, TableTx};
 pub use error::Error;
 pub use full_sync::FullCopySyncWorker;
 pub use gc::GcWorker;

@@ -93,15 +93,15 @@ type EntriesByKey<F> = BTreeMap<Vec<u8>, <F as TableSchema>::E>;
 /// A table replicated over the cluster.
 pub struct Table<F: TableSchema, R: TableReplication> {
     /// Local storage.
-    pub data: Arc<TableData<F>>,
+    pub(crate) data: Arc<TableData<F>>,
     /// Placement.
-    pub replication: R,
+    pub(crate) replication: R,
     /// Membership.
-    pub system: Arc<System>,
+    pub(crate) system: Arc<System>,
     /// The Merkle tries of the local data.
-    pub merkle: Arc<MerkleTrie<F>>,
+    pub(crate) merkle: Arc<MerkleTrie<F>>,
     /// Requests for a full anti-entropy pass.
-    pub sync_trigger: SyncTrigger,
+    pub(crate) sync_trigger: SyncTrigger,
     endpoint: Endpoint<TableRpc>,
 }
 
@@ -478,6 +478,59 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             .filter(|p| p.is_up)
             .map(|p| p.id)
             .collect()
+    }
+
+    /// The Merkle tries of the local data.
+    pub fn merkle(&self) -> &Arc<MerkleTrie<F>> {
+        &self.merkle
+    }
+
+    /// Where a request for a full anti-entropy pass goes.
+    pub fn sync_trigger(&self) -> &SyncTrigger {
+        &self.sync_trigger
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Arc<F> {
+        &self.data.schema
+    }
+
+    /// A counter raised by every committed local change (for caches).
+    pub fn generation(&self) -> u64 {
+        self.data.generation()
+    }
+
+    /// Applies a batch of local read-modify-writes in ONE transaction (see
+    /// [`TableData::transact`]); the caller replicates the written entries
+    /// with [`Self::replicate_stored`].
+    pub fn transact<T>(
+        &self,
+        body: impl Fn(&mut crate::data::TableTx<'_, '_, F>) -> Result<T, garage_db::TxError<Error>>,
+    ) -> Result<(T, Vec<F::E>), Error> {
+        self.data.transact(body)
+    }
+
+    /// Local entries of one partition within `range` that pass `filter`
+    /// (no quorum).
+    pub fn read_range_local(
+        &self,
+        pk: &F::P,
+        range: &SortRange,
+        filter: Option<&F::Filter>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<F::E>, Error> {
+        self.data
+            .read_range(&pk.hash(), range, filter, limit, reverse)
+    }
+
+    /// Stored rows in storage-key order after `after` (no quorum).
+    pub fn scan_local(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<crate::data::StoredRow>, Error> {
+        self.data.scan(after, limit)
     }
 
     /// Reads the local copy of one entry (no quorum).

@@ -192,7 +192,7 @@ impl K2VApiServer {
     /// The live key `key_id`, from a cache refreshed whenever the key table
     /// changes (its generation moves after every committed change).
     fn cached_key(&self, key_id: &str) -> Result<Option<Arc<Key>>, ApiError> {
-        let gen = self.garage.key_table.data.generation();
+        let gen = self.garage.key_table.generation();
         if let Some((g, k)) = lock(&self.key_cache).get(key_id) {
             if *g == gen {
                 return Ok(k.clone());
@@ -221,8 +221,8 @@ impl K2VApiServer {
             return Ok(id);
         }
         let generation = (
-            g.bucket_alias_table.data.generation(),
-            g.bucket_table.data.generation(),
+            g.bucket_alias_table.generation(),
+            g.bucket_table.generation(),
         );
         if let Some((gen, id)) = lock(&self.bucket_cache).get(name) {
             if *gen == generation {

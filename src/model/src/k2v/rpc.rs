@@ -11,12 +11,14 @@ use async_trait::async_trait;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, watch};
 
-use garage_db::{Db, Tree, TxError};
+use garage_util::background::{Worker, WorkerState};
+
+use garage_db::{Db, Tree};
 use garage_rpc::system::System;
 use garage_rpc::{Endpoint, Handler, RpcError, RpcMessage};
-use garage_table::{SortRange, Table, TableSchema, TableShardedReplication};
+use garage_table::{SortRange, Table, TableShardedReplication};
 use garage_util::crdt::Crdt;
 use garage_util::data::Uuid;
 use garage_util::encode::Migrate;
@@ -157,11 +159,13 @@ pub struct K2VRpcHandler {
     pub item_table: Arc<ItemTable>,
     subscriptions: Arc<SubscriptionManager>,
     endpoint: Endpoint<K2VRpc>,
-    db: Db,
     local: Tree,
     node_id: K2VNodeId,
     clock: Clock,
-    committer: std::sync::mpsc::Sender<PendingInsert>,
+    committer: mpsc::UnboundedSender<PendingInsert>,
+    /// The committer's end of the queue, until [`Self::committer_worker`]
+    /// takes it.
+    committer_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<PendingInsert>>>,
 }
 
 /// How a replica's error message starts when it applied nothing of a
@@ -171,17 +175,44 @@ const NOT_APPLIED: &str = "insert not applied";
 /// Most inserts committed in one transaction.
 const MAX_GROUP_ITEMS: usize = 4096;
 
-/// The committer thread: waits for an insert, takes every other waiting
-/// one, commits them together. Stops when the handler is gone.
-fn run_committer(
+/// The committer: waits for an insert, takes every other waiting one, and
+/// commits them together in one transaction (group commit) on a blocking
+/// thread, so the runtime keeps receiving requests meanwhile and groups
+/// grow with the load.
+pub struct CommitterWorker {
     handler: std::sync::Weak<K2VRpcHandler>,
-    rx: std::sync::mpsc::Receiver<PendingInsert>,
-) {
-    while let Ok(first) = rx.recv() {
+    rx: mpsc::UnboundedReceiver<PendingInsert>,
+    groups: u64,
+    items: u64,
+}
+
+#[async_trait]
+impl Worker for CommitterWorker {
+    fn name(&self) -> String {
+        "k2v committer".into()
+    }
+
+    fn status(&self) -> String {
+        format!(
+            "{} groups, {} items committed, {} waiting",
+            self.groups,
+            self.items,
+            self.rx.len()
+        )
+    }
+
+    async fn work(&mut self, stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
+        let first = tokio::select! {
+            p = self.rx.recv() => p,
+            _ = stop.changed() => None,
+        };
+        let Some(first) = first else {
+            return Ok(WorkerState::Done);
+        };
         let mut n = first.items.len();
         let mut batch = vec![first];
         while n < MAX_GROUP_ITEMS {
-            match rx.try_recv() {
+            match self.rx.try_recv() {
                 Ok(p) => {
                     n += p.items.len();
                     batch.push(p);
@@ -189,11 +220,18 @@ fn run_committer(
                 Err(_) => break,
             }
         }
-        let Some(h) = handler.upgrade() else {
-            return;
+        let Some(h) = self.handler.upgrade() else {
+            return Ok(WorkerState::Done);
         };
-        h.commit_group(batch);
+        tokio::task::spawn_blocking(move || h.commit_group(batch))
+            .await
+            .map_err(|e| format!("grouped commit failed to run: {e}"))?;
+        self.groups += 1;
+        self.items += n as u64;
+        Ok(WorkerState::Busy)
     }
+
+    async fn wait_for_work(&mut self) {}
 }
 
 /// Inserts waiting for the next grouped commit.
@@ -229,28 +267,36 @@ impl K2VRpcHandler {
     ) -> Result<Arc<Self>, garage_db::Error> {
         let local = db.open_tree(LOCAL_TREE)?;
         let endpoint = Endpoint::new(system.transport.clone(), "k2v/rpc");
-        let (committer, rx) = std::sync::mpsc::channel();
+        let (committer, rx) = mpsc::unbounded_channel();
         let h = Arc::new(Self {
             system,
             item_table,
             subscriptions,
             endpoint,
-            db,
             local,
             node_id,
             clock,
             committer,
+            committer_rx: std::sync::Mutex::new(Some(rx)),
         });
         h.endpoint.set_handler(h.clone());
-        let weak = Arc::downgrade(&h);
-        std::thread::Builder::new()
-            .name("k2v-committer".into())
-            .spawn(move || run_committer(weak, rx))
-            .map_err(|e| garage_db::Error::Engine {
-                engine: "k2v",
-                message: format!("cannot start the committer thread: {e}"),
-            })?;
         Ok(h)
+    }
+
+    /// The worker committing this node's inserts (once: later calls return
+    /// None). Inserts wait until it runs.
+    pub fn committer_worker(self: &Arc<Self>) -> Option<CommitterWorker> {
+        let rx = self
+            .committer_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        Some(CommitterWorker {
+            handler: Arc::downgrade(self),
+            rx,
+            groups: 0,
+            items: 0,
+        })
     }
 
     /// This node's K2V id.
@@ -367,11 +413,9 @@ impl K2VRpcHandler {
             .collect()
     }
 
-    /// Applies inserts locally through the committer thread, which groups
-    /// whatever inserts are waiting into one transaction (group commit) and
-    /// hands each caller its new items. Committing on a dedicated thread
-    /// keeps the runtime's workers free to receive more requests meanwhile,
-    /// so groups grow with the load.
+    /// Applies inserts locally through the committer worker, which groups
+    /// whatever inserts are waiting into one transaction and hands each
+    /// caller its new items.
     async fn apply_local(
         &self,
         items: Vec<InsertedItem>,
@@ -381,7 +425,7 @@ impl K2VRpcHandler {
         self.committer
             .send(PendingInsert { items, ctxs, done })
             .map_err(|_| K2VError::Commit {
-                message: "the committer thread has stopped".into(),
+                message: "the committer has stopped".into(),
             })?;
         match rx.await {
             Ok(Ok(v)) => Ok(v),
@@ -414,31 +458,27 @@ impl K2VRpcHandler {
         }
     }
 
+    /// Applies a group of inserts in ONE transaction of the item table:
+    /// the DVVS update of each item with this node's K2V id and persisted
+    /// clock, the index counters (summed per partition key) and the clock.
     fn commit_parsed(
         &self,
         items: &[InsertedItem],
         parsed: &[Option<CausalContext>],
     ) -> Result<Vec<K2VItem>, K2VError> {
-        let data = &self.item_table.data;
-        let counter = &data.schema.counter;
-        let res = self.db.transaction(|tx| {
+        let counter = &self.item_table.schema().counter;
+        let ((), written) = self.item_table.transact(|t| {
             // Items of a group often share partition keys: sum their counter
             // changes and write each counter row once.
             let _deferred = counter.defer();
-            let mut ts = tx
+            let mut ts = t
+                .tx()
                 .get(&self.local, TIMESTAMP_KEY)?
                 .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
-            let mut out = Vec::with_capacity(items.len());
             for (it, ctx) in items.iter().zip(parsed.iter()) {
-                let key = ItemTable::tree_key(&it.partition, &it.sort_key);
-                let old = match tx.get(&data.store, &key)? {
-                    Some(b) => Some(K2VItem::decode(&b).ok_or(TxError::Abort(
-                        garage_table::Error::Corrupted { table: "k2v_item" },
-                    ))?),
-                    None => None,
-                };
+                let old = t.get(&it.partition, &it.sort_key)?;
                 let mut new = old.clone().unwrap_or_else(|| {
                     K2VItem::new(
                         it.partition.bucket_id,
@@ -448,24 +488,14 @@ impl K2VRpcHandler {
                 });
                 let node_ts = std::cmp::max(ts, self.clock.now_ms());
                 ts = new.update(self.node_id, ctx.as_ref(), it.value.clone(), node_ts);
-                data.store_in_tx(tx, &key, old.as_ref(), &new)?;
-                out.push((old, new));
+                t.put(old, new)?;
             }
-            counter.flush_deferred(tx)?;
-            tx.insert(&self.local, TIMESTAMP_KEY, &ts.to_be_bytes())?;
-            Ok(out)
-        });
-        let changed = match res {
-            Ok(c) => c,
-            Err(TxError::Abort(e)) => return Err(e.into()),
-            Err(TxError::Db(e)) => return Err(e.into()),
-        };
-        let mut out = Vec::with_capacity(changed.len());
-        for (old, new) in changed {
-            data.schema.committed(old.as_ref(), &new);
-            out.push(new);
-        }
-        Ok(out)
+            counter.flush_deferred(t.tx())?;
+            t.tx()
+                .insert(&self.local, TIMESTAMP_KEY, &ts.to_be_bytes())?;
+            Ok(())
+        })?;
+        Ok(written)
     }
 
     /// Applies a forwarded insert. An error before the commit starts with
@@ -547,7 +577,7 @@ impl K2VRpcHandler {
         let mut rx = self.subscriptions.subscribe_item(&partition, &sort_key);
         let deadline = tokio::time::Instant::now() + timeout;
         let newer = |i: &K2VItem| i.causal_context().is_newer_than(&ctx);
-        if let Some(i) = self.item_table.data.get(&partition, &sort_key)? {
+        if let Some(i) = self.item_table.get_local(&partition, &sort_key)? {
             if newer(&i) {
                 return Ok(Some(i));
             }
@@ -558,7 +588,7 @@ impl K2VRpcHandler {
                 Ok(Ok(i)) if newer(&i) => return Ok(Some(i)),
                 Ok(Ok(_)) => (),
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    if let Some(i) = self.item_table.data.get(&partition, &sort_key)? {
+                    if let Some(i) = self.item_table.get_local(&partition, &sort_key)? {
                         if newer(&i) {
                             return Ok(Some(i));
                         }
@@ -683,8 +713,7 @@ impl K2VRpcHandler {
         let sort_range = sort_range_of(&range);
         let read_all = || {
             self.item_table
-                .data
-                .read_range(&partition.hash(), &sort_range, None, usize::MAX, false)
+                .read_range_local(&partition, &sort_range, None, usize::MAX, false)
         };
         let all = read_all()?;
         let Some(seen_str) = seen_str else {
