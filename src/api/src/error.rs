@@ -112,7 +112,6 @@ impl From<garage_model::k2v::rpc::K2VError> for ApiError {
     fn from(e: garage_model::k2v::rpc::K2VError) -> Self {
         use garage_model::k2v::rpc::K2VError;
         match e {
-            K2VError::InvalidCausalityToken => Self::InvalidCausalityToken,
             K2VError::InvalidSeenMarker => Self::BadRequest("invalid seen marker".into()),
             K2VError::Table(t) => t.into(),
             K2VError::Rpc(r) => r.into(),

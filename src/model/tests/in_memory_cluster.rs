@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use garage_db::Db;
 use garage_model::garage::Garage;
+use garage_model::k2v::causality::CausalContext;
 use garage_model::k2v::item::{DvvsValue, K2VItemPartition};
 use garage_model::k2v::rpc::InsertedItem;
 use garage_rpc::layout::NodeRole;
@@ -102,7 +103,7 @@ fn item(bucket: Uuid, sk: &str, v: &[u8], ct: Option<String>) -> InsertedItem {
             partition_key: "pk".into(),
         },
         sort_key: sk.into(),
-        causal_context: ct,
+        causal_context: ct.map(|t| CausalContext::parse(&t).expect("token")),
         value: DvvsValue::Value(v.to_vec()),
     }
 }

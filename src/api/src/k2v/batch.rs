@@ -10,8 +10,8 @@ use garage_model::k2v::rpc::InsertedItem;
 use garage_table::SortRange;
 
 use super::ctx::ReqCtx;
-use super::item::{check_token, values_json};
-use super::range::range_bounds;
+use super::item::{parse_token, values_json};
+use super::range::key_range;
 use crate::error::ApiError;
 use crate::http::{empty, json, ResBody};
 
@@ -36,9 +36,10 @@ pub async fn handle_insert_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiEr
     let items: Vec<InsertBatchItem> = parse_body(&ctx.body)?;
     let mut ops = Vec::with_capacity(items.len());
     for it in items {
-        if let Some(ct) = &it.ct {
-            check_token(ct, ctx.garage.clock.now_ms())?;
-        }
+        let causal_context = match &it.ct {
+            Some(ct) => Some(parse_token(ct, ctx.garage.clock.now_ms())?),
+            None => None,
+        };
         let value = match it.v {
             Some(v) => DvvsValue::Value(BASE64_STANDARD.decode(v.as_bytes()).map_err(|_| {
                 ApiError::BadRequest(format!("invalid base64 value for {}", it.sk))
@@ -54,7 +55,7 @@ pub async fn handle_insert_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiEr
                 partition_key: it.pk,
             },
             sort_key: it.sk,
-            causal_context: it.ct,
+            causal_context,
             value,
         });
     }
@@ -178,12 +179,13 @@ async fn read_one(ctx: &ReqCtx, q: &ReadBatchQuery) -> Result<ReadBatchResponse,
             next_start: None,
         });
     }
-    let range = range_bounds(
+    let range = key_range(
         q.prefix.as_deref(),
         q.start.as_deref(),
         q.end.as_deref(),
         q.reverse,
-    )?;
+    )?
+    .sort_range();
     let (items, more, next_start) =
         read_range_limited(ctx, &partition, range, filter, q.limit, q.reverse).await?;
     Ok(ReadBatchResponse {
@@ -230,7 +232,7 @@ fn tombstone_for(i: &K2VItem) -> InsertedItem {
     InsertedItem {
         partition: i.partition.clone(),
         sort_key: i.sort_key.clone(),
-        causal_context: Some(i.causal_context().serialize()),
+        causal_context: Some(i.causal_context()),
         value: DvvsValue::Deleted,
     }
 }
@@ -262,12 +264,13 @@ async fn delete_one(ctx: &ReqCtx, q: &DeleteBatchQuery) -> Result<u64, ApiError>
             _ => Ok(0),
         };
     }
-    let mut range = range_bounds(
+    let mut range = key_range(
         q.prefix.as_deref(),
         q.start.as_deref(),
         q.end.as_deref(),
         false,
-    )?;
+    )?
+    .sort_range();
     let filter = ItemFilter {
         exclude_only_tombstones: true,
         conflicts_only: false,
@@ -305,7 +308,7 @@ pub async fn handle_delete_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiEr
                 "singleItem needs start and no prefix or end".into(),
             ));
         }
-        range_bounds(
+        key_range(
             q.prefix.as_deref(),
             q.start.as_deref(),
             q.end.as_deref(),

@@ -4,7 +4,7 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use super::ctx::ReqCtx;
-use super::range::range_bounds;
+use super::range::key_range;
 use crate::error::ApiError;
 use crate::http::{json, ResBody};
 
@@ -39,7 +39,8 @@ pub async fn handle_read_index(
     limit: Option<u64>,
     reverse: bool,
 ) -> Result<Response<ResBody>, ApiError> {
-    let mut range = range_bounds(prefix.as_deref(), start.as_deref(), end.as_deref(), reverse)?;
+    let mut range =
+        key_range(prefix.as_deref(), start.as_deref(), end.as_deref(), reverse)?.sort_range();
     // Storage nodes of every active layout version: during a transition
     // the old owners still count items the new ones have not received.
     let nodes = ctx.garage.system.layout().all_storage_nodes();

@@ -126,23 +126,23 @@ fn partition(ctx: &ReqCtx, partition_key: String) -> K2VItemPartition {
 /// and would push the node's clock forward for good.
 const MAX_TOKEN_AHEAD_MS: u64 = 24 * 3600 * 1000;
 
-/// Checks a causality token: well-formed, and no time absurdly ahead of now.
-pub fn check_token(s: &str, now_ms: u64) -> Result<(), ApiError> {
+/// Parses a causality token: well-formed, and no time absurdly ahead of
+/// now. The parsed context is what travels to the store.
+pub fn parse_token(s: &str, now_ms: u64) -> Result<CausalContext, ApiError> {
     let ctx = CausalContext::parse(s).map_err(|_| ApiError::InvalidCausalityToken)?;
     let limit = now_ms.saturating_add(MAX_TOKEN_AHEAD_MS);
     if ctx.vector_clock.values().any(|t| *t > limit) {
         return Err(ApiError::InvalidCausalityToken);
     }
-    Ok(())
+    Ok(ctx)
 }
 
-fn token_from_header(ctx: &ReqCtx) -> Result<Option<String>, ApiError> {
+fn token_from_header(ctx: &ReqCtx) -> Result<Option<CausalContext>, ApiError> {
     match ctx.headers.get(CAUSALITY_TOKEN_HEADER) {
         None => Ok(None),
         Some(v) => {
             let s = v.to_str().map_err(|_| ApiError::InvalidCausalityToken)?;
-            check_token(s, ctx.garage.clock.now_ms())?;
-            Ok(Some(s.to_string()))
+            Ok(Some(parse_token(s, ctx.garage.clock.now_ms())?))
         }
     }
 }
@@ -176,7 +176,7 @@ pub async fn handle_poll_item(
             "accept application/json or application/octet-stream".into(),
         ));
     }
-    check_token(&causality_token, ctx.garage.clock.now_ms())?;
+    let causal_context = parse_token(&causality_token, ctx.garage.clock.now_ms())?;
     let timeout = timeout
         .unwrap_or(DEFAULT_POLL_TIMEOUT)
         .min(MAX_POLL_TIMEOUT);
@@ -185,7 +185,7 @@ pub async fn handle_poll_item(
         .garage
         .k2v
         .rpc
-        .poll_item(p, sort_key, causality_token, Duration::from_secs(timeout))
+        .poll_item(p, sort_key, causal_context, Duration::from_secs(timeout))
         .await?;
     match item {
         Some(i) => item_response(&i, accept),
@@ -251,13 +251,13 @@ mod tests {
             }
             .serialize()
         };
-        assert!(check_token(&tok(now - 5), now).is_ok());
-        assert!(check_token(&tok(now + 60_000), now).is_ok());
+        assert!(parse_token(&tok(now - 5), now).is_ok());
+        assert!(parse_token(&tok(now + 60_000), now).is_ok());
         assert!(matches!(
-            check_token(&tok(u64::MAX), now),
+            parse_token(&tok(u64::MAX), now),
             Err(ApiError::InvalidCausalityToken)
         ));
-        assert!(check_token("not a token!", now).is_err());
+        assert!(parse_token("not a token!", now).is_err());
     }
 
     #[test]

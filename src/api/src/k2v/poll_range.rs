@@ -7,12 +7,11 @@ use hyper::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use garage_model::k2v::item::K2VItemPartition;
-use garage_model::k2v::rpc::PollRangeQuery;
 
 use super::batch::ReadBatchItem;
 use super::ctx::ReqCtx;
 use super::item::{DEFAULT_POLL_TIMEOUT, MAX_POLL_TIMEOUT};
-use super::range::range_bounds;
+use super::range::key_range;
 use crate::error::ApiError;
 use crate::http::{empty, json, ResBody};
 
@@ -46,7 +45,7 @@ pub async fn handle_poll_range(
 ) -> Result<Response<ResBody>, ApiError> {
     let q: PollRangeRequest = serde_json::from_slice(&ctx.body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
-    range_bounds(
+    let range = key_range(
         q.prefix.as_deref(),
         q.start.as_deref(),
         q.end.as_deref(),
@@ -60,18 +59,13 @@ pub async fn handle_poll_range(
         bucket_id: ctx.bucket_id,
         partition_key,
     };
-    let query = PollRangeQuery {
-        prefix: q.prefix,
-        start: q.start,
-        end: q.end,
-    };
     let res = ctx
         .garage
         .k2v
         .rpc
         .poll_range(
             partition,
-            query,
+            range,
             q.seen_marker,
             Duration::from_secs(timeout),
         )

@@ -5,6 +5,7 @@ pub mod causality;
 pub mod counter_table;
 pub mod item;
 pub mod item_table;
+pub mod range;
 pub mod rpc;
 pub mod seen;
 pub mod sub;

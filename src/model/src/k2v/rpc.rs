@@ -27,6 +27,7 @@ use garage_util::time::Clock;
 use super::causality::{CausalContext, K2VNodeId};
 use super::item::{DvvsValue, K2VItem, K2VItemPartition};
 use super::item_table::{ItemFilter, K2VItemTable};
+use super::range::KeyRange;
 use super::seen::RangeSeenMarker;
 use super::sub::SubscriptionManager;
 
@@ -40,29 +41,10 @@ pub struct InsertedItem {
     pub partition: K2VItemPartition,
     /// Sort key.
     pub sort_key: String,
-    /// The context the client read, as a token.
-    pub causal_context: Option<String>,
+    /// The context the client read (from its causality token).
+    pub causal_context: Option<CausalContext>,
     /// The new value.
     pub value: DvvsValue,
-}
-
-/// The range of a range poll.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct PollRangeQuery {
-    /// Keys must start with this.
-    pub prefix: Option<String>,
-    /// Inclusive start.
-    pub start: Option<String>,
-    /// Exclusive end.
-    pub end: Option<String>,
-}
-
-impl PollRangeQuery {
-    fn matches(&self, sk: &str) -> bool {
-        self.prefix.as_deref().is_none_or(|p| sk.starts_with(p))
-            && self.start.as_deref().is_none_or(|s| sk >= s)
-            && self.end.as_deref().is_none_or(|e| sk < e)
-    }
 }
 
 /// K2V messages between nodes.
@@ -88,8 +70,8 @@ pub enum K2VRpc {
         partition: K2VItemPartition,
         /// Sort key.
         sort_key: String,
-        /// Token of the context the client has.
-        causal_context: String,
+        /// The context the client has.
+        causal_context: CausalContext,
         /// How long to wait.
         timeout_msec: u64,
     },
@@ -100,7 +82,7 @@ pub enum K2VRpc {
         /// Partition.
         partition: K2VItemPartition,
         /// Range.
-        range: PollRangeQuery,
+        range: KeyRange,
         /// Encoded seen marker.
         seen_str: Option<String>,
         /// How long to wait.
@@ -122,9 +104,6 @@ impl RpcMessage for K2VRpc {
 /// Errors of K2V operations.
 #[derive(Debug, thiserror::Error)]
 pub enum K2VError {
-    /// A token could not be parsed.
-    #[error("invalid causality token")]
-    InvalidCausalityToken,
     /// A seen marker could not be parsed.
     #[error("invalid seen marker")]
     InvalidSeenMarker,
@@ -237,7 +216,6 @@ impl Worker for CommitterWorker {
 /// Inserts waiting for the next grouped commit.
 struct PendingInsert {
     items: Vec<InsertedItem>,
-    ctxs: Vec<Option<CausalContext>>,
     done: tokio::sync::oneshot::Sender<Result<Vec<K2VItem>, String>>,
 }
 
@@ -348,12 +326,11 @@ impl K2VRpcHandler {
                 reason: "the cluster layout is not ready (no layout applied)".into(),
             }));
         }
-        let ctxs = Self::parse_contexts(&batch)?;
         let mut last_err: Option<K2VError> = None;
         for node in nodes.iter() {
             if *node == self.system.id {
                 // The local replica takes the insert without a round trip.
-                match self.apply_local(batch.clone(), ctxs.clone()).await {
+                match self.apply_local(batch.clone()).await {
                     Ok(new) => return Ok(self.item_table.replicate_stored(&new).await?),
                     Err(e) => {
                         tracing::warn!(error = %e, "local insert failed, trying another replica");
@@ -401,29 +378,13 @@ impl K2VRpcHandler {
         }))
     }
 
-    fn parse_contexts(items: &[InsertedItem]) -> Result<Vec<Option<CausalContext>>, K2VError> {
-        items
-            .iter()
-            .map(|it| match &it.causal_context {
-                Some(t) => CausalContext::parse(t)
-                    .map(Some)
-                    .map_err(|_| K2VError::InvalidCausalityToken),
-                None => Ok(None),
-            })
-            .collect()
-    }
-
     /// Applies inserts locally through the committer worker, which groups
     /// whatever inserts are waiting into one transaction and hands each
     /// caller its new items.
-    async fn apply_local(
-        &self,
-        items: Vec<InsertedItem>,
-        ctxs: Vec<Option<CausalContext>>,
-    ) -> Result<Vec<K2VItem>, K2VError> {
+    async fn apply_local(&self, items: Vec<InsertedItem>) -> Result<Vec<K2VItem>, K2VError> {
         let (done, rx) = tokio::sync::oneshot::channel();
         self.committer
-            .send(PendingInsert { items, ctxs, done })
+            .send(PendingInsert { items, done })
             .map_err(|_| K2VError::Commit {
                 message: "the committer has stopped".into(),
             })?;
@@ -440,9 +401,7 @@ impl K2VRpcHandler {
     fn commit_group(&self, batch: Vec<PendingInsert>) {
         let all_items: Vec<InsertedItem> =
             batch.iter().flat_map(|p| p.items.iter().cloned()).collect();
-        let all_ctxs: Vec<Option<CausalContext>> =
-            batch.iter().flat_map(|p| p.ctxs.iter().cloned()).collect();
-        match self.commit_parsed(&all_items, &all_ctxs) {
+        match self.commit_parsed(&all_items) {
             Ok(mut new) => {
                 for p in batch.into_iter().rev() {
                     let mine = new.split_off(new.len() - p.items.len());
@@ -461,11 +420,7 @@ impl K2VRpcHandler {
     /// Applies a group of inserts in ONE transaction of the item table:
     /// the DVVS update of each item with this node's K2V id and persisted
     /// clock, the index counters (summed per partition key) and the clock.
-    fn commit_parsed(
-        &self,
-        items: &[InsertedItem],
-        parsed: &[Option<CausalContext>],
-    ) -> Result<Vec<K2VItem>, K2VError> {
+    fn commit_parsed(&self, items: &[InsertedItem]) -> Result<Vec<K2VItem>, K2VError> {
         let counter = &self.item_table.schema().counter;
         let ((), written) = self.item_table.transact(|t| {
             // Items of a group often share partition keys: sum their counter
@@ -477,7 +432,7 @@ impl K2VRpcHandler {
                 .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
-            for (it, ctx) in items.iter().zip(parsed.iter()) {
+            for it in items.iter() {
                 let old = t.get(&it.partition, &it.sort_key)?;
                 let mut new = old.clone().unwrap_or_else(|| {
                     K2VItem::new(
@@ -487,7 +442,8 @@ impl K2VRpcHandler {
                     )
                 });
                 let node_ts = std::cmp::max(ts, self.clock.now_ms());
-                ts = new.update(self.node_id, ctx.as_ref(), it.value.clone(), node_ts);
+                let ctx = it.causal_context.as_ref();
+                ts = new.update(self.node_id, ctx, it.value.clone(), node_ts);
                 t.put(old, new)?;
             }
             counter.flush_deferred(t.tx())?;
@@ -502,9 +458,8 @@ impl K2VRpcHandler {
     /// [`NOT_APPLIED`] (the caller may try another replica); once committed,
     /// a replication failure is answered with the committed items.
     async fn handle_insert_many(&self, items: Vec<InsertedItem>) -> Result<K2VRpc, K2VError> {
-        let ctxs = Self::parse_contexts(&items)?;
         let new = self
-            .apply_local(items, ctxs)
+            .apply_local(items)
             .await
             .map_err(|e| K2VError::NotApplied(e.to_string()))?;
         match self.item_table.replicate_stored(&new).await {
@@ -527,22 +482,21 @@ impl K2VRpcHandler {
         }
     }
 
-    /// Waits until the item holds a value newer than `ctx_token`, at most
+    /// Waits until the item holds a value newer than `ctx`, at most
     /// `timeout`; `None` on timeout.
     pub async fn poll_item(
         &self,
         partition: K2VItemPartition,
         sort_key: String,
-        ctx_token: String,
+        ctx: CausalContext,
         timeout: Duration,
     ) -> Result<Option<K2VItem>, K2VError> {
-        CausalContext::parse(&ctx_token).map_err(|_| K2VError::InvalidCausalityToken)?;
         let nodes = self.storage_nodes(&partition);
         let quorum = self.system.quorums.read;
         let msg = K2VRpc::PollItem {
             partition,
             sort_key,
-            causal_context: ctx_token,
+            causal_context: ctx,
             timeout_msec: timeout.as_millis() as u64,
         };
         let answers = garage_rpc::quorum::call_quorum(
@@ -604,7 +558,7 @@ impl K2VRpcHandler {
     pub async fn poll_range(
         &self,
         partition: K2VItemPartition,
-        range: PollRangeQuery,
+        range: KeyRange,
         seen_str: Option<String>,
         timeout: Duration,
     ) -> Result<Option<(BTreeMap<String, K2VItem>, String)>, K2VError> {
@@ -612,11 +566,7 @@ impl K2VRpcHandler {
             Some(s) => RangeSeenMarker::decode(s).map_err(|_| K2VError::InvalidSeenMarker)?,
             None => RangeSeenMarker::new(),
         };
-        seen.restrict(
-            range.prefix.as_deref(),
-            range.start.as_deref(),
-            range.end.as_deref(),
-        );
+        seen.restrict(&range);
         let nodes = self.storage_nodes(&partition);
         if nodes.is_empty() {
             return Err(RpcError::NoNodes {
@@ -705,12 +655,12 @@ impl K2VRpcHandler {
     async fn handle_poll_range(
         &self,
         partition: K2VItemPartition,
-        range: PollRangeQuery,
+        range: KeyRange,
         seen_str: Option<String>,
         timeout: Duration,
     ) -> Result<Vec<K2VItem>, K2VError> {
         let mut rx = self.subscriptions.subscribe_partition(&partition);
-        let sort_range = sort_range_of(&range);
+        let sort_range = range.sort_range();
         let read_all = || {
             self.item_table
                 .read_range_local(&partition, &sort_range, None, usize::MAX, false)
@@ -728,7 +678,7 @@ impl K2VRpcHandler {
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => return Ok(vec![]),
-                Ok(Ok(i)) if range.matches(&i.sort_key) && seen.is_new_item(&i) => {
+                Ok(Ok(i)) if range.contains(&i.sort_key) && seen.is_new_item(&i) => {
                     // Answer with EVERY new item of the range, not only the
                     // one notified: the coordinator raises the marker's clock
                     // for this node to the largest time returned, which claims
@@ -770,10 +720,10 @@ impl K2VRpcHandler {
                 causal_context,
                 timeout_msec,
             } => {
-                let ctx = CausalContext::parse(&causal_context)
-                    .map_err(|_| K2VError::InvalidCausalityToken)?;
                 let t = Duration::from_millis(timeout_msec.min(600_000));
-                let r = self.handle_poll_item(partition, sort_key, ctx, t).await?;
+                let r = self
+                    .handle_poll_item(partition, sort_key, causal_context, t)
+                    .await?;
                 let enc = match r {
                     Some(i) => Some(ByteBuf::from(i.encode().map_err(|e| {
                         garage_table::Error::Encode {
@@ -842,40 +792,6 @@ impl K2VRpcHandler {
             .get_range(partition, range, Some(filter), limit, reverse)
             .await?)
     }
-}
-
-/// The table range of a poll range query.
-pub fn sort_range_of(q: &PollRangeQuery) -> SortRange {
-    use std::ops::Bound;
-    let mut lo: Bound<Vec<u8>> = Bound::Unbounded;
-    let mut hi: Bound<Vec<u8>> = Bound::Unbounded;
-    if let Some(p) = &q.prefix {
-        lo = Bound::Included(p.as_bytes().to_vec());
-        if let Some(pe) = garage_table::prefix_end(p.as_bytes()) {
-            hi = Bound::Excluded(pe);
-        }
-    }
-    if let Some(s) = &q.start {
-        let s = s.as_bytes().to_vec();
-        let tighter = match &lo {
-            Bound::Included(l) => s > *l,
-            _ => true,
-        };
-        if tighter {
-            lo = Bound::Included(s);
-        }
-    }
-    if let Some(e) = &q.end {
-        let e = e.as_bytes().to_vec();
-        let tighter = match &hi {
-            Bound::Excluded(h) => e < *h,
-            _ => true,
-        };
-        if tighter {
-            hi = Bound::Excluded(e);
-        }
-    }
-    SortRange { lo, hi }
 }
 
 #[async_trait]

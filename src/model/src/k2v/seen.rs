@@ -16,6 +16,7 @@ use garage_util::encode::{Migrate, NoPrevious};
 
 use super::causality::{vclock_gt, vclock_max_into, K2VNodeId, VectorClock};
 use super::item::K2VItem;
+use super::range::KeyRange;
 
 /// Longest encoded marker accepted (base64 characters). Far above what a real
 /// range produces, well below what would hurt a node to decode.
@@ -73,12 +74,8 @@ impl RangeSeenMarker {
 
     /// Forgets the items outside the range: keys with `prefix`, from `start`
     /// (inclusive) to `end` (exclusive).
-    pub fn restrict(&mut self, prefix: Option<&str>, start: Option<&str>, end: Option<&str>) {
-        self.items.retain(|sk, _| {
-            prefix.is_none_or(|p| sk.starts_with(p))
-                && start.is_none_or(|s| sk.as_str() >= s)
-                && end.is_none_or(|e| sk.as_str() < e)
-        });
+    pub fn restrict(&mut self, range: &KeyRange) {
+        self.items.retain(|sk, _| range.contains(sk));
     }
 
     /// Records the items that node `node` returned: its clock entry rises to

@@ -7,6 +7,7 @@ use proptest::sample::Index;
 
 use super::super::item::tests::{history_strategy, Sim, KEYS, NODES};
 use super::super::item::{DvvsValue, K2VItem};
+use super::super::range::KeyRange;
 use super::*;
 
 const N_KEYS: usize = 3;
@@ -117,7 +118,13 @@ proptest! {
         marker.mark_seen_node_items(NODES[0], sim.replicas[0].iter());
         marker.mark_seen_node_items(NODES[1], sim.replicas[1].iter());
         let before = marker.clone();
-        marker.restrict(prefix, start, end);
+        let range = KeyRange {
+            prefix: prefix.map(str::to_string),
+            start: start.map(str::to_string),
+            end: end.map(str::to_string),
+            reverse: false,
+        };
+        marker.restrict(&range);
         prop_assert_eq!(&marker.vector_clock, &before.vector_clock);
         for sk in KEYS {
             let in_range = prefix.is_none_or(|p| sk.starts_with(p))
