@@ -4,6 +4,7 @@
 //! Labels and padding are those of Garage's CLI: scripts parse them.
 //! Tables are tab-separated rows padded by [`format_table`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -12,7 +13,6 @@ use garage_util::data::Uuid;
 
 use super::assign::AssignmentStats;
 use super::error::LayoutError;
-use super::history::tracker_rows;
 use super::schema::{LayoutHistory, LayoutVersion, NodeRole, ZoneRedundancy};
 use super::NB_PARTITIONS;
 
@@ -345,6 +345,26 @@ pub fn format_transition(history: &LayoutHistory, write_quorum: usize) -> Option
     Some(format!(
         "Transition to layout version {current}: {done} of {total} partitions synced; {stage}."
     ))
+}
+
+/// The trackers as a sorted list (for display).
+fn tracker_rows(h: &LayoutHistory) -> Vec<(Uuid, u64, u64, u64)> {
+    let min = h.min_stored();
+    let t = &h.update_trackers;
+    let mut rows: BTreeMap<Uuid, (u64, u64, u64)> = BTreeMap::new();
+    for n in h.all_nodes() {
+        rows.insert(
+            n,
+            (
+                t.ack_map.get(&n, min),
+                t.sync_map.get(&n, min),
+                t.sync_ack_map.get(&n, min),
+            ),
+        );
+    }
+    rows.into_iter()
+        .map(|(n, (a, s, sa))| (n, a, s, sa))
+        .collect()
 }
 
 /// What `garage layout history` prints: every stored version with its status

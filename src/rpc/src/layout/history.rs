@@ -1,8 +1,6 @@
 //! Operations on the [`LayoutHistory`]: staging, apply/revert, gossip merge,
 //! transition trackers and retirement of old versions (spec §1.4, §1.5, §3).
 
-use std::collections::BTreeMap;
-
 use garage_util::crdt::{Crdt, Lww, LwwMap};
 use garage_util::data::{blake2sum, Hash, Uuid};
 use garage_util::encode::to_msgpack;
@@ -484,24 +482,4 @@ impl LayoutHistory {
 fn hash_of<T: serde::Serialize>(v: &T) -> Hash {
     // Encoding these plain structs cannot fail; hash nothing if it ever did.
     blake2sum(&to_msgpack(v).unwrap_or_default())
-}
-
-/// The trackers as a sorted list (for display).
-pub(crate) fn tracker_rows(h: &LayoutHistory) -> Vec<(Uuid, u64, u64, u64)> {
-    let min = h.min_stored();
-    let t = &h.update_trackers;
-    let mut rows: BTreeMap<Uuid, (u64, u64, u64)> = BTreeMap::new();
-    for n in h.all_nodes() {
-        rows.insert(
-            n,
-            (
-                t.ack_map.get(&n, min),
-                t.sync_map.get(&n, min),
-                t.sync_ack_map.get(&n, min),
-            ),
-        );
-    }
-    rows.into_iter()
-        .map(|(n, (a, s, sa))| (n, a, s, sa))
-        .collect()
 }
