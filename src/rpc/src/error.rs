@@ -62,3 +62,70 @@ impl RpcError {
         !matches!(self, Self::Encoding { .. } | Self::Remote { .. })
     }
 }
+
+/// Why a membership or layout operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemError {
+    /// The stored layout file does not decode.
+    #[error("cannot decode the layout in {path}")]
+    LayoutDecode {
+        /// The file.
+        path: String,
+    },
+    /// The stored layout has another replication factor than the config.
+    #[error(
+        "the stored layout uses replication factor {stored}, the config says {config}: \
+         delete {path} on every node to change it"
+    )]
+    StoredReplicationFactor {
+        /// In the layout.
+        stored: usize,
+        /// In the config.
+        config: usize,
+        /// The layout file.
+        path: String,
+    },
+    /// A received layout has another replication factor.
+    #[error("layout with replication factor {theirs} refused (ours is {ours})")]
+    ReplicationFactor {
+        /// The peer's.
+        theirs: usize,
+        /// Ours.
+        ours: usize,
+    },
+    /// A received layout fails its checks.
+    #[error("refusing an invalid layout: {0}")]
+    InvalidLayout(#[from] crate::layout::LayoutError),
+    /// A file could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// "read", "write".
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The layout could not be encoded.
+    #[error("cannot encode the layout: {0}")]
+    Encode(#[from] garage_util::encode::EncodeError),
+    /// A peer address is not `<64 hex id>@<host>:<port>`.
+    #[error("invalid peer `{peer}`: {reason}")]
+    BadPeer {
+        /// What was given.
+        peer: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Connecting to a peer failed.
+    #[error("cannot connect to {peer}: {source}")]
+    Connect {
+        /// The peer.
+        peer: String,
+        /// The cause.
+        source: RpcError,
+    },
+    /// A peer answered a message with an unexpected one.
+    #[error("unexpected answer to {0}")]
+    UnexpectedAnswer(&'static str),
+}

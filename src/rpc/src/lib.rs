@@ -22,5 +22,5 @@ pub mod node_key;
 pub mod quorum;
 pub mod system;
 
-pub use error::RpcError;
+pub use error::{RpcError, SystemError};
 pub use net::{Endpoint, Handler, RpcMessage, Transport};

@@ -20,6 +20,7 @@ use garage_util::background::{Worker, WorkerState};
 use garage_util::data::{Hash, Uuid};
 use garage_util::encode::Migrate;
 
+use crate::error::SystemError;
 use crate::layout::{LayoutDigest, LayoutHistory};
 use crate::net::{Endpoint, Handler, RpcMessage, Transport};
 
@@ -177,26 +178,33 @@ const PEER_LIST_FILE: &str = "peer_list";
 
 impl System {
     /// Builds the manager, loading the persisted layout (or starting empty).
-    pub fn new(transport: Arc<dyn Transport>, config: SystemConfig) -> Result<Arc<Self>, String> {
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        config: SystemConfig,
+    ) -> Result<Arc<Self>, SystemError> {
         let layout_path = config.metadata_dir.join(LAYOUT_FILE);
         let layout = match std::fs::read(&layout_path) {
             Ok(bytes) => {
-                let l = LayoutHistory::decode(&bytes).ok_or_else(|| {
-                    format!("cannot decode the layout in {}", layout_path.display())
+                let l = LayoutHistory::decode(&bytes).ok_or_else(|| SystemError::LayoutDecode {
+                    path: layout_path.display().to_string(),
                 })?;
                 if l.current().replication_factor != config.rf {
-                    return Err(format!(
-                        "the stored layout uses replication factor {}, the config says {}: \
-                         delete {} on every node to change it",
-                        l.current().replication_factor,
-                        config.rf,
-                        layout_path.display()
-                    ));
+                    return Err(SystemError::StoredReplicationFactor {
+                        stored: l.current().replication_factor,
+                        config: config.rf,
+                        path: layout_path.display().to_string(),
+                    });
                 }
                 l
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => LayoutHistory::new(config.rf),
-            Err(e) => return Err(format!("cannot read {}: {e}", layout_path.display())),
+            Err(e) => {
+                return Err(SystemError::Io {
+                    action: "read",
+                    path: layout_path.display().to_string(),
+                    source: e,
+                })
+            }
         };
         let hostname = std::fs::read_to_string("/etc/hostname")
             .map(|s| s.trim().to_string())
@@ -363,7 +371,7 @@ impl System {
     /// to the oldest version every sharded table has synced for; then the
     /// usual refresh (`sync_ack`, retirement). Persists and spreads the
     /// layout if anything changed.
-    pub async fn update_own_trackers(&self) -> Result<bool, String> {
+    pub async fn update_own_trackers(&self) -> Result<bool, SystemError> {
         let new = {
             let mut guard = self.layout.write().unwrap_or_else(|e| e.into_inner());
             if guard.current().version == 0 {
@@ -407,15 +415,14 @@ impl System {
     }
 
     /// Merges a layout history into ours; persists and spreads it if it changed.
-    pub async fn merge_layout(&self, other: &LayoutHistory) -> Result<bool, String> {
+    pub async fn merge_layout(&self, other: &LayoutHistory) -> Result<bool, SystemError> {
         let new = {
             let mut guard = self.layout.write().unwrap_or_else(|e| e.into_inner());
             if other.current().replication_factor != self.config.rf && other.current().version > 0 {
-                return Err(format!(
-                    "layout with replication factor {} refused (ours is {})",
-                    other.current().replication_factor,
-                    self.config.rf
-                ));
+                return Err(SystemError::ReplicationFactor {
+                    theirs: other.current().replication_factor,
+                    ours: self.config.rf,
+                });
             }
             let mut merged = (**guard).clone();
             if !merged.merge(other) {
@@ -427,7 +434,7 @@ impl System {
             }
             if let Err(e) = merged.check() {
                 if guard.check().is_ok() {
-                    return Err(format!("refusing an invalid layout: {e}"));
+                    return Err(SystemError::InvalidLayout(e));
                 }
             }
             let merged = Arc::new(merged);
@@ -441,13 +448,17 @@ impl System {
         Ok(true)
     }
 
-    fn persist_layout(&self, l: &LayoutHistory) -> Result<(), String> {
-        let bytes = l.encode().map_err(|e| e.to_string())?;
+    fn persist_layout(&self, l: &LayoutHistory) -> Result<(), SystemError> {
+        let bytes = l.encode()?;
         let path = self.config.metadata_dir.join(LAYOUT_FILE);
         let tmp = self.config.metadata_dir.join("cluster_layout.tmp");
         std::fs::write(&tmp, bytes)
             .and_then(|_| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .map_err(|e| SystemError::Io {
+                action: "write",
+                path: path.display().to_string(),
+                source: e,
+            })
     }
 
     async fn broadcast_layout(&self, l: Arc<LayoutHistory>) {
@@ -521,12 +532,15 @@ impl System {
     }
 
     /// Connects to `<hex id>@<host:port>`.
-    pub async fn connect(&self, peer: &str) -> Result<(), String> {
+    pub async fn connect(&self, peer: &str) -> Result<(), SystemError> {
         let (id, addr) = parse_peer(peer)?;
         self.transport
             .connect(id, addr)
             .await
-            .map_err(|e| format!("cannot connect to {peer}: {e}"))?;
+            .map_err(|e| SystemError::Connect {
+                peer: peer.to_string(),
+                source: e,
+            })?;
         self.status_now.notify_one();
         Ok(())
     }
@@ -549,7 +563,7 @@ impl System {
         *self.pings.write().unwrap_or_else(|e| e.into_inner()) = pings;
     }
 
-    async fn handle_status(&self, from: Uuid, st: NodeStatus) -> Result<(), String> {
+    async fn handle_status(&self, from: Uuid, st: NodeStatus) -> Result<(), SystemError> {
         if st.replication_factor != self.config.rf {
             tracing::error!(
                 peer = ?from,
@@ -590,7 +604,7 @@ impl System {
                 Ok(SystemRpc::AdvertiseLayout(l)) => {
                     self.merge_layout(&l).await?;
                 }
-                Ok(_) => return Err("unexpected answer to PullLayout".into()),
+                Ok(_) => return Err(SystemError::UnexpectedAnswer("PullLayout")),
                 Err(e) => tracing::debug!(error = %e, "cannot pull layout"),
             }
         }
@@ -616,16 +630,18 @@ impl Handler<SystemRpc> for System {
     async fn handle(&self, msg: SystemRpc, from: Uuid) -> Result<SystemRpc, String> {
         match msg {
             SystemRpc::Connect(peer) => {
-                self.connect(&peer).await?;
+                self.connect(&peer).await.map_err(|e| e.to_string())?;
                 Ok(SystemRpc::Ok)
             }
             SystemRpc::AdvertiseStatus(st) => {
-                self.handle_status(from, st).await?;
+                self.handle_status(from, st)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(SystemRpc::Ok)
             }
             SystemRpc::PullLayout => Ok(SystemRpc::AdvertiseLayout((*self.layout()).clone())),
             SystemRpc::AdvertiseLayout(l) => {
-                self.merge_layout(&l).await?;
+                self.merge_layout(&l).await.map_err(|e| e.to_string())?;
                 Ok(SystemRpc::Ok)
             }
             SystemRpc::GetKnownNodes => Ok(SystemRpc::KnownNodes(self.known_nodes())),
@@ -662,7 +678,10 @@ impl Worker for TrackerWorker {
     }
 
     async fn work(&mut self, _stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
-        self.system.update_own_trackers().await?;
+        self.system
+            .update_own_trackers()
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(WorkerState::Idle)
     }
 
@@ -704,18 +723,22 @@ impl Worker for StatusExchangeWorker {
 }
 
 /// Parses `<64 hex>@<host:port>`.
-pub fn parse_peer(s: &str) -> Result<(Uuid, SocketAddr), String> {
+pub fn parse_peer(s: &str) -> Result<(Uuid, SocketAddr), SystemError> {
+    let bad = |reason: String| SystemError::BadPeer {
+        peer: s.to_string(),
+        reason,
+    };
     let (id, addr) = s
         .trim()
         .split_once('@')
-        .ok_or_else(|| format!("`{s}`: expected <node id>@<host>:<port>"))?;
-    let id = Uuid::from_hex(id).ok_or_else(|| format!("`{id}`: not a 64-hex node id"))?;
+        .ok_or_else(|| bad("expected <node id>@<host>:<port>".into()))?;
+    let id = Uuid::from_hex(id).ok_or_else(|| bad(format!("`{id}` is not a 64-hex node id")))?;
     use std::net::ToSocketAddrs;
     let addr = addr
         .to_socket_addrs()
-        .map_err(|e| format!("`{addr}`: {e}"))?
+        .map_err(|e| bad(format!("`{addr}`: {e}")))?
         .next()
-        .ok_or_else(|| format!("`{addr}`: no address"))?;
+        .ok_or_else(|| bad(format!("`{addr}` has no address")))?;
     Ok((id, addr))
 }
 

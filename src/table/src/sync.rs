@@ -320,7 +320,7 @@ impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
     /// this node stores kept a write quorum of nodes that took part.
     /// A complete pass is reported to the layout trackers for the
     /// `ack_map_min` seen at its start; an incomplete one is retried soon.
-    async fn full_pass(&mut self) -> Result<(), String> {
+    async fn full_pass(&mut self) -> Result<(), Error> {
         let system = self.table.system.clone();
         let me = system.id;
         let layout = system.layout();
@@ -330,7 +330,7 @@ impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
             .into_iter()
             .filter(|n| *n != me)
             .collect();
-        self.table.flush_merkle().await.map_err(|e| e.to_string())?;
+        self.table.flush_merkle().await?;
         let mut failed: Vec<Uuid> = vec![];
         for peer in peers {
             if !self.sync_peer(peer).await {
@@ -425,7 +425,7 @@ impl<F: TableSchema, R: TableReplication> Worker for SyncWorker<F, R> {
         }
         let full = self.table.sync_trigger.take() || layout_changed || now >= self.next_full;
         if full {
-            self.full_pass().await?;
+            self.full_pass().await.map_err(|e| e.to_string())?;
         } else {
             let todo: Vec<Uuid> = up
                 .iter()

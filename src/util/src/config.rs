@@ -306,9 +306,23 @@ fn deserialize_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// A size that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size `{input}`: {reason}")]
+pub struct SizeError {
+    /// What was given.
+    pub input: String,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
 /// Parses a size with an optional SI (`K`, `M`, `G`, `T`, `KB`, ...) or IEC
 /// (`KiB`, `MiB`, ...) suffix; case-insensitive, spaces allowed.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+    let bad = |reason: &'static str| SizeError {
+        input: s.to_string(),
+        reason,
+    };
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -327,17 +341,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gi" | "gib" => 1 << 30,
         "ti" | "tib" => 1 << 40,
         "pi" | "pib" => 1 << 50,
-        _ => return Err(format!("invalid size `{s}`: unknown unit `{unit}`")),
+        _ => return Err(bad("unknown unit")),
     };
     if num.is_empty() {
-        return Err(format!("invalid size `{s}`: no number"));
+        return Err(bad("no number"));
     }
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`: bad number"))?;
+    let value: f64 = num.parse().map_err(|_| bad("bad number"))?;
     let bytes = value * mult as f64;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(format!("invalid size `{s}`: too large"));
+        return Err(bad("too large"));
     }
     Ok(bytes.round() as u64)
 }

@@ -133,7 +133,7 @@ pub async fn handle_connect_cluster_nodes(
             },
             Ok(Err(e)) => ConnectResp {
                 success: false,
-                error: Some(e),
+                error: Some(e.to_string()),
             },
             Err(_) => ConnectResp {
                 success: false,

@@ -295,19 +295,16 @@ impl IndexCounter {
         }
     }
 
-    async fn propagate_batch(&self) -> Result<WorkerState, String> {
+    async fn propagate_batch(&self) -> Result<WorkerState, garage_table::Error> {
         let Some(table) = self.table.get() else {
             return Ok(WorkerState::Idle);
         };
-        let rows = self
-            .queue
-            .range(
-                std::ops::Bound::Unbounded,
-                std::ops::Bound::Unbounded,
-                false,
-                Some(256),
-            )
-            .map_err(|e| e.to_string())?;
+        let rows = self.queue.range(
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            false,
+            Some(256),
+        )?;
         if rows.is_empty() {
             return Ok(WorkerState::Idle);
         }
@@ -318,12 +315,12 @@ impl IndexCounter {
                 std::str::from_utf8(k.get(32..).unwrap_or(&[])),
             ) else {
                 tracing::warn!("dropping a malformed counter queue entry");
-                self.queue.remove(k).map_err(|e| e.to_string())?;
+                self.queue.remove(k)?;
                 continue;
             };
             let Some(counts) = LocalCounts::decode(v) else {
                 tracing::warn!("dropping a malformed counter queue entry");
-                self.queue.remove(k).map_err(|e| e.to_string())?;
+                self.queue.remove(k)?;
                 continue;
             };
             let mut values = BTreeMap::new();
@@ -336,10 +333,7 @@ impl IndexCounter {
                 values,
             });
         }
-        table
-            .insert_many(&entries)
-            .await
-            .map_err(|e| e.to_string())?;
+        table.insert_many(&entries).await?;
         for (k, v) in rows {
             let r: Result<(), TxError<()>> = self.db.transaction(|tx| {
                 if tx.get(&self.queue, &k)?.as_deref() == Some(v.as_slice()) {
@@ -348,7 +342,7 @@ impl IndexCounter {
                 Ok(())
             });
             if let Err(TxError::Db(e)) = r {
-                return Err(e.to_string());
+                return Err(e.into());
             }
         }
         Ok(WorkerState::Busy)
@@ -366,7 +360,10 @@ impl Worker for CounterPropagationWorker {
         "k2v index counter propagation".into()
     }
     async fn work(&mut self, _stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
-        self.counter.propagate_batch().await
+        self.counter
+            .propagate_batch()
+            .await
+            .map_err(|e| e.to_string())
     }
     async fn wait_for_work(&mut self) {
         tokio::select! {

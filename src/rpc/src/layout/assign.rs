@@ -437,8 +437,8 @@ pub fn verify_assignment(
     nongateway_node_count: usize,
     ring: &[u8],
     partition_size: u64,
-) -> Result<(), String> {
-    let prep = prepare(rf, zone_redundancy, roles).map_err(|e| e.to_string())?;
+) -> Result<(), LayoutError> {
+    let prep = prepare(rf, zone_redundancy, roles)?;
     let expected_ids: Vec<Uuid> = prep
         .storage
         .iter()
@@ -446,16 +446,17 @@ pub fn verify_assignment(
         .chain(prep.gateways.iter().copied())
         .collect();
     if node_id_vec != expected_ids.as_slice() || nongateway_node_count != prep.storage.len() {
-        return Err("node_id_vec does not list exactly the nodes with a role \
-                    (storage nodes sorted, then gateways sorted)"
-            .into());
+        return Err(check_failed(
+            "node_id_vec does not list exactly the nodes with a role \
+                    (storage nodes sorted, then gateways sorted)",
+        ));
     }
     if Some(ring.len()) != partitions.checked_mul(rf) {
-        return Err(format!(
+        return Err(check_failed(format!(
             "ring has {} entries, expected {} ({partitions} partitions × rf {rf})",
             ring.len(),
             partitions * rf
-        ));
+        )));
     }
     let mut usage = vec![0u64; prep.storage.len()];
     for p in 0..partitions {
@@ -464,10 +465,14 @@ pub fn verify_assignment(
         for (j, &i) in list.iter().enumerate() {
             let i = i as usize;
             if i >= prep.storage.len() {
-                return Err(format!("partition {p}: index {i} is not a storage node"));
+                return Err(check_failed(format!(
+                    "partition {p}: index {i} is not a storage node"
+                )));
             }
             if list[..j].contains(&(i as u8)) {
-                return Err(format!("partition {p}: node index {i} appears twice"));
+                return Err(check_failed(format!(
+                    "partition {p}: node index {i} appears twice"
+                )));
             }
             usage[i] += 1;
             if !zones.contains(&prep.storage[i].2) {
@@ -475,29 +480,31 @@ pub fn verify_assignment(
             }
         }
         if zones.len() < prep.zr {
-            return Err(format!(
+            return Err(check_failed(format!(
                 "partition {p} spans {} zones, fewer than the zone redundancy {}",
                 zones.len(),
                 prep.zr
-            ));
+            )));
         }
     }
     for (n, &(id, cap, _)) in prep.storage.iter().enumerate() {
         if u128::from(usage[n]) * u128::from(partition_size) > u128::from(cap) {
-            return Err(format!(
+            return Err(check_failed(format!(
                 "node {id:?} holds {} partitions of {partition_size} bytes, \
                  more than its capacity {cap}",
                 usage[n]
-            ));
+            )));
         }
     }
     let mut net = Network::new(partitions, rf, &prep);
     match net.optimal_size(&prep, rf) {
-        Ok((s, _)) if s != partition_size => Err(format!(
+        Ok((s, _)) if s != partition_size => Err(check_failed(format!(
             "partition_size ({partition_size}) differs from the optimal value ({s})"
-        )),
+        ))),
         Ok(_) => Ok(()),
-        Err(e) => Err(format!("could not compute the optimal partition size: {e}")),
+        Err(e) => Err(check_failed(format!(
+            "could not compute the optimal partition size: {e}"
+        ))),
     }
 }
 
@@ -668,5 +675,11 @@ mod tests {
             compute_assignment(1, 2, ZoneRedundancy::Maximum, &roles, Some((&ids, &[0, 7]))),
             Err(LayoutError::CorruptPreviousRing { .. })
         ));
+    }
+}
+
+fn check_failed(reason: impl Into<String>) -> LayoutError {
+    LayoutError::CheckFailed {
+        reason: reason.into(),
     }
 }

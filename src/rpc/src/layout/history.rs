@@ -249,16 +249,19 @@ impl LayoutHistory {
     }
 
     /// Checks the current version (spec §2.5) and that versions ascend.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), LayoutError> {
+        let failed = |reason: &str| LayoutError::CheckFailed {
+            reason: reason.to_string(),
+        };
         if self.versions.is_empty() {
-            return Err("the history has no version".into());
+            return Err(failed("the history has no version"));
         }
         if self
             .versions
             .windows(2)
             .any(|w| w[1].version != w[0].version + 1)
         {
-            return Err("active versions are not consecutive".into());
+            return Err(failed("active versions are not consecutive"));
         }
         self.current().check()
     }

@@ -139,13 +139,15 @@ impl LayoutVersion {
     /// Checks the invariants of spec §2.5: ring length, `node_id_vec` equal to
     /// the nodes with a role, rf distinct storage nodes per partition over at
     /// least zr zones, capacities respected, optimal partition size.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), LayoutError> {
         let expected = NB_PARTITIONS.saturating_mul(self.replication_factor);
         if self.ring_assignment_data.len() != expected {
-            return Err(format!(
-                "the ring has {} entries, expected {expected} (ring not computed yet?)",
-                self.ring_assignment_data.len()
-            ));
+            return Err(LayoutError::CheckFailed {
+                reason: format!(
+                    "the ring has {} entries, expected {expected} (ring not computed yet?)",
+                    self.ring_assignment_data.len()
+                ),
+            });
         }
         verify_assignment(
             NB_PARTITIONS,
@@ -213,8 +215,7 @@ impl LayoutVersion {
         next.partition_size = partition_size;
         let old_size = previous.map(|_| self.partition_size);
         let msg = assignment_message(&next, zone_redundancy, &stats, old_size);
-        next.check()
-            .map_err(|reason| LayoutError::CheckFailed { reason })?;
+        next.check()?;
         Ok((next, msg))
     }
 }
