@@ -37,13 +37,20 @@ pub enum ApiError {
     /// Unknown endpoint or method.
     #[error("Method not allowed: {0}")]
     MethodNotAllowed(String),
-    /// A quorum could not be reached.
+    /// A quorum could not be reached: the lower error, kept as the source.
     #[error("Service unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] LowerError),
+    /// A lower layer (storage, replication, encoding) failed: its error,
+    /// kept as the source.
+    #[error("Internal error: {0}")]
+    Lower(#[source] LowerError),
     /// Anything else.
     #[error("Internal error: {0}")]
     Internal(String),
 }
+
+/// The error of a lower layer carried by [`ApiError`].
+pub type LowerError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ApiError {
     /// The HTTP status.
@@ -57,7 +64,7 @@ impl ApiError {
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Lower(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -74,7 +81,7 @@ impl ApiError {
             Self::NotAcceptable(_) => "NotAcceptable",
             Self::MethodNotAllowed(_) => "MethodNotAllowed",
             Self::Unavailable(_) => "ServiceUnavailable",
-            Self::Internal(_) => "InternalError",
+            Self::Lower(_) | Self::Internal(_) => "InternalError",
         }
     }
 }
@@ -82,9 +89,9 @@ impl ApiError {
 impl From<garage_rpc::RpcError> for ApiError {
     fn from(e: garage_rpc::RpcError) -> Self {
         if e.is_unavailable() {
-            Self::Unavailable(e.to_string())
+            Self::Unavailable(Box::new(e))
         } else {
-            Self::Internal(e.to_string())
+            Self::Lower(Box::new(e))
         }
     }
 }
@@ -93,7 +100,7 @@ impl From<garage_table::Error> for ApiError {
     fn from(e: garage_table::Error) -> Self {
         match e {
             garage_table::Error::Rpc(r) => r.into(),
-            other => Self::Internal(other.to_string()),
+            other => Self::Lower(Box::new(other)),
         }
     }
 }
@@ -102,7 +109,7 @@ impl From<garage_model::helper::HelperError> for ApiError {
     fn from(e: garage_model::helper::HelperError) -> Self {
         match e {
             garage_model::helper::HelperError::Table(t) => t.into(),
-            other => Self::Internal(other.to_string()),
+            other => Self::Lower(Box::new(other)),
         }
     }
 }
@@ -115,9 +122,9 @@ impl From<garage_model::k2v::rpc::K2VError> for ApiError {
             K2VError::InvalidSeenMarker => Self::BadRequest("invalid seen marker".into()),
             K2VError::Table(t) => t.into(),
             K2VError::Rpc(r) => r.into(),
-            K2VError::Db(d) => Self::Internal(d.to_string()),
-            K2VError::Commit { message } => Self::Internal(message),
-            K2VError::NotApplied(message) => Self::Unavailable(message),
+            K2VError::Db(d) => Self::Lower(Box::new(d)),
+            e @ K2VError::Commit { .. } => Self::Lower(Box::new(e)),
+            e @ K2VError::NotApplied(_) => Self::Unavailable(Box::new(e)),
         }
     }
 }

@@ -21,7 +21,7 @@ pub fn empty(status: StatusCode) -> Response<ResBody> {
 
 /// A JSON response.
 pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Result<Response<ResBody>, ApiError> {
-    let body = serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body = serde_json::to_vec(v).map_err(|e| ApiError::Lower(Box::new(e)))?;
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut()

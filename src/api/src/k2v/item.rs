@@ -82,7 +82,7 @@ pub fn values_json(item: &K2VItem) -> Vec<Option<String>> {
 
 fn token_header(r: &mut Response<ResBody>, item: &K2VItem) -> Result<(), ApiError> {
     let ct = item.causal_context().serialize();
-    let hv = HeaderValue::from_str(&ct).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let hv = HeaderValue::from_str(&ct).map_err(|e| ApiError::Lower(Box::new(e)))?;
     r.headers_mut().insert(CAUSALITY_TOKEN_HEADER, hv);
     Ok(())
 }
