@@ -363,8 +363,10 @@ async fn auth_health_status_and_single_node_layout() {
         .expect("methods")
         .contains("DELETE"));
 
-    // /metrics: routed, open without a metrics token, not served yet.
-    assert_eq!(err_code(&anon.get("/metrics").await, 501), "NotImplemented");
+    // /metrics: open without a metrics token (its content: tests/metrics.rs).
+    let r = anon.get("/metrics").await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    assert!(text(&r).contains("# TYPE cluster_healthy gauge"));
 }
 
 #[tokio::test]
@@ -402,7 +404,7 @@ async fn without_admin_token_the_api_is_disabled_and_metrics_token_guards_metric
             .get("/metrics")
             .await
             .status,
-        501
+        200
     );
 }
 
@@ -519,7 +521,7 @@ async fn cli_flag_and_environment_replace_the_config_token() {
         assert_eq!(Admin::new(&node, None).get("/metrics").await.status, 403);
         assert_eq!(
             Admin::new(&node, Some("m")).get("/metrics").await.status,
-            501
+            200
         );
         assert_eq!(status(TOKEN).await, 200);
     }

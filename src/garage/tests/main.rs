@@ -10,5 +10,6 @@ mod cli;
 mod cluster;
 mod k2v_api;
 mod k2v_client;
+mod metrics;
 mod replication;
 mod transitions;

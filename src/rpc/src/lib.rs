@@ -10,12 +10,14 @@
 //! - [`quorum`]: calling several nodes and waiting for a quorum.
 //! - [`layout`]: the cluster layout (role table, staging, assignment).
 //! - [`system`]: membership, status exchange and the layout manager.
+//! - `metrics`: the per-endpoint RPC counters and durations.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod error;
 pub mod layout;
 pub mod memory_transport;
+mod metrics;
 pub mod net;
 pub mod netapp_transport;
 pub mod node_key;

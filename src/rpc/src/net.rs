@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -16,6 +16,7 @@ use serde::Serialize;
 use garage_util::data::Uuid;
 
 use crate::error::RpcError;
+use crate::metrics::RpcMetrics;
 
 /// A peer as the transport sees it.
 #[derive(Debug, Clone)]
@@ -122,6 +123,7 @@ impl<M: RpcMessage, H: Handler<M>> RawHandler for TypedHandler<M, H> {
 pub struct Endpoint<M: RpcMessage> {
     transport: Arc<dyn Transport>,
     path: String,
+    metrics: Arc<RpcMetrics>,
     _m: PhantomData<fn(M)>,
 }
 
@@ -130,6 +132,7 @@ impl<M: RpcMessage> Clone for Endpoint<M> {
         Self {
             transport: self.transport.clone(),
             path: self.path.clone(),
+            metrics: self.metrics.clone(),
             _m: PhantomData,
         }
     }
@@ -141,6 +144,7 @@ impl<M: RpcMessage> Endpoint<M> {
         Self {
             transport,
             path: path.to_string(),
+            metrics: Arc::new(RpcMetrics::new(path)),
             _m: PhantomData,
         }
     }
@@ -158,8 +162,21 @@ impl<M: RpcMessage> Endpoint<M> {
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.transport
     }
-    /// Calls node `to`.
+    /// Calls node `to` (counted and timed in the endpoint's metrics).
     pub async fn call(
+        &self,
+        to: Uuid,
+        msg: &M,
+        timeout: Duration,
+    ) -> Result<M::Response, RpcError> {
+        self.metrics.started();
+        let started = Instant::now();
+        let r = self.call_unmetered(to, msg, timeout).await;
+        self.metrics.finished(started.elapsed(), r.as_ref().err());
+        r
+    }
+
+    async fn call_unmetered(
         &self,
         to: Uuid,
         msg: &M,

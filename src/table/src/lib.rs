@@ -16,6 +16,7 @@ mod gc;
 pub mod merkle;
 mod replication;
 mod schema;
+mod stats;
 mod sync;
 mod table;
 
@@ -26,5 +27,6 @@ pub use gc::GcWorker;
 pub use merkle::MerkleWorker;
 pub use replication::{TableFullReplication, TableReplication, TableShardedReplication};
 pub use schema::{EmptyKey, Entry, PartitionKey, SortKey, TableSchema};
+pub use stats::TableStats;
 pub use sync::{SyncStats, SyncTrigger, SyncWorker};
 pub use table::{Table, TableRpc};

@@ -247,6 +247,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
                 let n = batch.len();
                 let msg = TableRpc::Update(std::mem::take(&mut batch));
                 self.endpoint().call(peer, &msg, timeout).await?;
+                self.metrics.sync_items_sent.add(n as u64);
                 sent += n;
                 bytes = 0;
             }

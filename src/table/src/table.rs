@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::merkle::{MerkleNode, MerkleTrie};
 use crate::replication::TableReplication;
 use crate::schema::{Entry, PartitionKey, SortKey, TableSchema};
+use crate::stats::TableMetrics;
 use crate::sync::SyncTrigger;
 
 /// Messages between replicas of a table. Keys and filters travel encoded,
@@ -102,6 +103,8 @@ pub struct Table<F: TableSchema, R: TableReplication> {
     pub(crate) merkle: Arc<MerkleTrie<F>>,
     /// Requests for a full anti-entropy pass.
     pub(crate) sync_trigger: SyncTrigger,
+    /// Request counters and durations (see `stats.rs`).
+    pub(crate) metrics: TableMetrics,
     endpoint: Endpoint<TableRpc>,
 }
 
@@ -128,6 +131,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             system,
             merkle,
             sync_trigger: SyncTrigger::default(),
+            metrics: TableMetrics::new(F::TABLE_NAME),
             endpoint,
         });
         t.endpoint.set_handler(t.clone());
@@ -150,6 +154,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     /// Writes an entry to every write set, waiting for the write quorum in
     /// each; a node in several sets gets one call.
     pub async fn insert(&self, e: &F::E) -> Result<(), Error> {
+        let _timer = self.metrics.put.start();
         let _inflight = self.system.write_guard();
         let hash = e.partition_key().hash();
         let enc = Self::encode(e)?;
@@ -190,6 +195,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     /// Writes several entries: one call per distinct node of each group of
     /// entries sharing their write sets, groups in parallel.
     pub async fn insert_many(&self, entries: &[F::E]) -> Result<(), Error> {
+        let _timer = self.metrics.put.start();
         let _inflight = self.system.write_guard();
         let by_sets = self.group_by_sets(entries, false)?;
         let w = self.replication.write_quorum();
@@ -207,6 +213,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     /// of the caller) to the other nodes of their write sets; the local copy
     /// counts as one acknowledgement in each set that holds this node.
     pub async fn replicate_stored(&self, entries: &[F::E]) -> Result<(), Error> {
+        let _timer = self.metrics.put.start();
         let _inflight = self.system.write_guard();
         let by_sets = self.group_by_sets(entries, true)?;
         let me = self.system.id;
@@ -225,6 +232,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     /// Reads one entry from a read quorum, merging answers and repairing
     /// replicas that were behind (also those that had nothing).
     pub async fn get(&self, pk: &F::P, sk: &F::S) -> Result<Option<F::E>, Error> {
+        let _timer = self.metrics.get.start();
         let hash = pk.hash();
         let nodes = self.replication.read_nodes(&hash);
         let q = self.replication.read_quorum();
@@ -291,6 +299,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<F::E>, Error> {
+        let _timer = self.metrics.get.start();
         let hash = pk.hash();
         let nodes = self.replication.read_nodes(&hash);
         let q = self.replication.read_quorum();
@@ -429,6 +438,7 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             };
             let n = rows.len();
             total += n;
+            self.metrics.sync_items_received.add(n as u64);
             let Some(last) = rows.last().map(|(k, _)| k.clone()) else {
                 break;
             };
@@ -608,7 +618,10 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
 
 #[async_trait]
 impl<F: TableSchema, R: TableReplication> Handler<TableRpc> for Table<F, R> {
-    async fn handle(&self, msg: TableRpc, _from: Uuid) -> Result<TableRpc, String> {
+    async fn handle(&self, msg: TableRpc, from: Uuid) -> Result<TableRpc, String> {
+        if let (TableRpc::Update(list), false) = (&msg, from == self.system.id) {
+            self.metrics.sync_items_received.add(list.len() as u64);
+        }
         self.handle_local(msg).map_err(|e| e.to_string())
     }
 }

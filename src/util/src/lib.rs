@@ -9,6 +9,7 @@
 //! - [`config`]: the `garage.toml` configuration, Garage-compatible.
 //! - [`background`]: the single `Worker` trait and the runner that drives every loop.
 //! - [`rng`]: the seeded randomness handle.
+//! - [`metrics`]: counters and histograms for `/metrics`, and the Prometheus text format.
 #![warn(missing_docs)]
 
 pub mod background;
@@ -16,5 +17,6 @@ pub mod config;
 pub mod crdt;
 pub mod data;
 pub mod encode;
+pub mod metrics;
 pub mod rng;
 pub mod time;

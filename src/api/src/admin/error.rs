@@ -47,9 +47,6 @@ pub enum AdminError {
     /// Deleting a bucket that still holds items.
     #[error("Bucket not empty: {0}")]
     BucketNotEmpty(String),
-    /// An endpoint this node does not serve yet.
-    #[error("Not implemented: {0}")]
-    NotImplemented(String),
     /// Body limits, quorum failures, internal errors.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -68,7 +65,6 @@ impl AdminError {
             Self::KeyAlreadyExists(_) | Self::BucketAlreadyExists(_) | Self::BucketNotEmpty(_) => {
                 StatusCode::CONFLICT
             }
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Api(e) => e.status(),
         }
     }
@@ -85,7 +81,6 @@ impl AdminError {
             Self::KeyAlreadyExists(_) => "KeyAlreadyExists",
             Self::BucketAlreadyExists(_) => "BucketAlreadyExists",
             Self::BucketNotEmpty(_) => "BucketNotEmpty",
-            Self::NotImplemented(_) => "NotImplemented",
             Self::Api(e) => e.code(),
         }
     }

@@ -10,9 +10,9 @@
 //!
 //! `/health`, `/check` and `OPTIONS` (CORS preflight) need no token; every
 //! answer carries `Access-Control-Allow-Origin: *`. Every `/v1/` endpoint needs the
-//! admin token and is refused while none is configured. `/metrics` needs
-//! the metrics token when one is configured; it is routed and
-//! authenticated but not served yet (501).
+//! admin token and is refused while none is configured. `/metrics`
+//! ([`metrics`]) needs the metrics token when one is configured, and is
+//! open otherwise.
 
 mod auth;
 mod bucket;
@@ -22,6 +22,7 @@ mod error;
 mod health;
 mod key;
 mod layout;
+mod metrics;
 mod router;
 
 pub use auth::AdminTokens;
@@ -118,9 +119,7 @@ impl AdminApiServer {
                 Ok(r)
             }
             Endpoint::Health => Ok(health::handle_health(&ctx.garage)),
-            Endpoint::Metrics => Err(AdminError::NotImplemented(
-                "/metrics is not served by this version".into(),
-            )),
+            Endpoint::Metrics => metrics::handle_metrics(ctx).await,
             Endpoint::GetClusterHealth => health::handle_get_cluster_health(ctx),
             Endpoint::GetClusterStatus => cluster::handle_get_cluster_status(ctx),
             Endpoint::ConnectClusterNodes => {

@@ -6,12 +6,14 @@
 //! (ReadIndex) and [`poll_range`]. The handlers share [`ReqCtx`] and the
 //! range semantics of [`range`], and never import this module. Among
 //! themselves they import one way only: `batch` uses `item`, and
-//! `poll_range` uses `batch` (its answer items) and `item`.
+//! `poll_range` uses `batch` (its answer items) and `item`. [`metrics`]
+//! counts and times every request whose endpoint was recognised.
 
 pub mod batch;
 mod ctx;
 pub mod index;
 pub mod item;
+mod metrics;
 pub mod poll_range;
 pub mod range;
 pub mod router;
@@ -20,6 +22,7 @@ pub use ctx::ReqCtx;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -34,6 +37,7 @@ use garage_util::data::Uuid;
 use crate::error::ApiError;
 use crate::http::{error_response, read_body, ResBody};
 use crate::signature::{check_body, parse_request, verify, SigningKeyCache};
+use metrics::K2VMetrics;
 use router::{parse_path, parse_query, Authorization, Endpoint};
 
 /// Shared state of the K2V API server.
@@ -47,6 +51,7 @@ pub struct K2VApiServer {
     signing_keys: SigningKeyCache,
     key_cache: Mutex<HashMap<String, KeyCacheEntry>>,
     bucket_cache: Mutex<HashMap<String, BucketCacheEntry>>,
+    metrics: K2VMetrics,
 }
 
 /// Key table generation and the live key it had.
@@ -72,6 +77,7 @@ impl K2VApiServer {
             signing_keys: SigningKeyCache::new(),
             key_cache: Mutex::new(HashMap::new()),
             bucket_cache: Mutex::new(HashMap::new()),
+            metrics: K2VMetrics::new(garage_util::metrics::global()),
         })
     }
 
@@ -79,7 +85,13 @@ impl K2VApiServer {
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResBody> {
         let path = req.uri().path().to_string();
         let span = tracing::debug_span!("k2v", method = %req.method(), path = %path);
-        let res = self.handle_inner(req).instrument(span).await;
+        let started = Instant::now();
+        let mut endpoint = None;
+        let res = self.handle_inner(req, &mut endpoint).instrument(span).await;
+        if let Some(name) = endpoint {
+            let error = res.as_ref().err().map(ApiError::status);
+            self.metrics.record(name, started.elapsed(), error);
+        }
         match res {
             Ok(r) => r,
             Err(e) => {
@@ -93,10 +105,17 @@ impl K2VApiServer {
         }
     }
 
-    async fn handle_inner(&self, req: Request<Incoming>) -> Result<Response<ResBody>, ApiError> {
+    /// Serves one request; sets `name` once the endpoint is known (for the
+    /// metrics: requests refused before that are not counted).
+    async fn handle_inner(
+        &self,
+        req: Request<Incoming>,
+        name: &mut Option<&'static str>,
+    ) -> Result<Response<ResBody>, ApiError> {
         let (bucket_name, pk) = parse_path(req.uri().path())?;
         let query = parse_query(req.uri().query())?;
         let endpoint = Endpoint::parse(req.method(), pk, &query)?;
+        *name = Some(endpoint.name());
         if endpoint == Endpoint::Options {
             return self.handle_options(&bucket_name, &req).await;
         }
