@@ -509,6 +509,12 @@ pub fn verify_assignment(
 }
 
 /// Whether a full flow exists at partition size `size` (test helper).
+fn check_failed(reason: impl Into<String>) -> LayoutError {
+    LayoutError::CheckFailed {
+        reason: reason.into(),
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn feasible_at(
     partitions: usize,
@@ -675,11 +681,5 @@ mod tests {
             compute_assignment(1, 2, ZoneRedundancy::Maximum, &roles, Some((&ids, &[0, 7]))),
             Err(LayoutError::CorruptPreviousRing { .. })
         ));
-    }
-}
-
-fn check_failed(reason: impl Into<String>) -> LayoutError {
-    LayoutError::CheckFailed {
-        reason: reason.into(),
     }
 }
