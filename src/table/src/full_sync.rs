@@ -71,13 +71,7 @@ impl<F: TableSchema, R: TableReplication> Worker for FullCopySyncWorker<F, R> {
     }
 
     async fn work(&mut self, _stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
-        let me = self.table.system_id();
-        let up: BTreeSet<Uuid> = self
-            .table
-            .up_peers()
-            .into_iter()
-            .filter(|p| *p != me)
-            .collect();
+        let up = self.table.reachable_peers();
         // Peers that went down are pulled from again when they come back.
         self.synced.retain(|p| up.contains(p));
         let now = tokio::time::Instant::now();

@@ -90,6 +90,12 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             .collect()
     }
 
+    /// The peers other than this node that can be reached now.
+    pub fn reachable_peers(&self) -> BTreeSet<Uuid> {
+        let me = self.system.id;
+        self.up_peers().into_iter().filter(|p| *p != me).collect()
+    }
+
     /// Hashes every dirty key into the Merkle tries.
     pub async fn flush_merkle(&self) -> Result<(), Error> {
         let trie = self.merkle.clone();
@@ -411,13 +417,7 @@ impl<F: TableSchema, R: TableReplication> Worker for SyncWorker<F, R> {
     }
 
     async fn work(&mut self, _stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
-        let me = self.table.system.id;
-        let up: BTreeSet<Uuid> = self
-            .table
-            .up_peers()
-            .into_iter()
-            .filter(|p| *p != me)
-            .collect();
+        let up = self.table.reachable_peers();
         self.synced.retain(|p| up.contains(p));
         let now = tokio::time::Instant::now();
         let layout_changed = self.layout.has_changed().unwrap_or(false);
