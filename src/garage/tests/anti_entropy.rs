@@ -146,6 +146,25 @@ async fn restarted_node_catches_up() {
         roots_converge(&live, 60).await
     };
     eprintln!("restarted node caught up on 400 items in {took:?}");
+    // The workers behind it, as an operator sees them.
+    let workers = nodes[2].cli_ok(&["worker", "list"]);
+    for w in [
+        "k2v committer",
+        "k2v_item Merkle updater",
+        "k2v_item anti-entropy",
+        "k2v_item GC",
+        "k2v_index_counter anti-entropy",
+        "k2v index counter propagation",
+        "key full-copy sync",
+        "layout trackers",
+    ] {
+        assert!(workers.contains(w), "no `{w}` in:\n{workers}");
+    }
+    assert!(workers.contains("queue 0"), "{workers}");
+    let out = nodes[2].cli(&["repair", "tables"]);
+    assert!(!out.status.success(), "repair needs --yes");
+    let out = nodes[2].cli_ok(&["repair", "--yes", "tables"]);
+    assert!(out.contains("Repair launched"), "{out}");
     let e: Vec<(u64, u64)> = nodes.iter().map(entries).collect();
     assert!(e.iter().all(|x| *x == e[0]), "{e:?}");
     assert_eq!(

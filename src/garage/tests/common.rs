@@ -203,6 +203,16 @@ api_bind_addr = "{ip}:{admin_port}"
         }
     }
 
+    /// Sends a signal (`STOP`, `CONT`, ...) to the process, if running.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
     /// Kills the process (SIGKILL).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -386,6 +396,32 @@ impl K2v {
         body: &[u8],
         sign: Sign,
     ) -> Resp {
+        let (method, uri, hm) = self.prepare(method, path_query, headers, body, sign);
+        self.send_prepared(method, uri, hm, body).await
+    }
+
+    /// Like [`Self::req`], but a transport failure (a node stopped or
+    /// restarted under the request) is an `Err`, not a panic.
+    pub async fn try_req(
+        &self,
+        method: &str,
+        path_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Resp, String> {
+        let (method, uri, hm) = self.prepare(method, path_query, headers, body, Sign::Header);
+        self.try_send_prepared(method, uri, hm, body).await
+    }
+
+    /// The method, URI and (signed) headers of a request.
+    fn prepare(
+        &self,
+        method: &str,
+        path_query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        sign: Sign,
+    ) -> (http::Method, http::Uri, http::HeaderMap) {
         let uri: http::Uri = format!("{}{}", self.endpoint, path_query)
             .parse()
             .expect("uri");
@@ -415,7 +451,7 @@ impl K2v {
             let path_uri: http::Uri = path_query.parse().expect("path uri");
             sign_request(&method, &path_uri, &mut hm, &payload, &params).expect("sign");
         }
-        self.send_prepared(method, uri, hm, body).await
+        (method, uri, hm)
     }
 
     /// Signed request with the body hash.
@@ -523,27 +559,39 @@ impl K2v {
         headers: http::HeaderMap,
         body: &[u8],
     ) -> Resp {
+        self.try_send_prepared(method, uri, headers, body)
+            .await
+            .expect("http request")
+    }
+
+    async fn try_send_prepared(
+        &self,
+        method: http::Method,
+        uri: http::Uri,
+        headers: http::HeaderMap,
+        body: &[u8],
+    ) -> Result<Resp, String> {
         let mut req = http::Request::builder()
             .method(method)
             .uri(uri)
             .body(Full::new(Bytes::from(body.to_vec())))
             .expect("request");
         *req.headers_mut() = headers;
-        let res = self.client.request(req).await.expect("http request");
+        let res = self.client.request(req).await.map_err(|e| e.to_string())?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let body = res
             .into_body()
             .collect()
             .await
-            .expect("body")
+            .map_err(|e| e.to_string())?
             .to_bytes()
             .to_vec();
-        Resp {
+        Ok(Resp {
             status,
             headers,
             body,
-        }
+        })
     }
 
     /// A presigned URL path+query (`X-Amz-*` parameters appended) for

@@ -8,6 +8,7 @@ mod admin_api;
 mod anti_entropy;
 mod cli;
 mod cluster;
+mod faults;
 mod k2v_api;
 mod k2v_client;
 mod metrics;
