@@ -114,7 +114,7 @@ async fn seeded_faults_lose_no_acknowledged_write() {
     let seed: u64 = std::env::var("FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| common::now_ms());
+        .unwrap_or_else(common::now_ms);
     eprintln!("fault schedule seed {seed} (FAULT_SEED={seed} replays it)");
     let mut rng = Rng::new(seed);
     let opts = NodeOpts {
