@@ -10,6 +10,13 @@
 #                                        the first is removed: time until one
 #                                        layout version is live, and until the
 #                                        removed node is empty
+#   script/cluster_bench.sh ratios       the independent load tool
+#                                        (../shared/tools/k2v-load, built here)
+#                                        against its null-server (the HTTP
+#                                        ceiling of this machine), 1 node and
+#                                        3 nodes rf 3, in one run: InsertItem
+#                                        and ReadItem at 64 clients as ratios
+#                                        to the ceiling
 #
 # Environment: ITEMS (default 100000), BENCH_DURATION (default 10 s per run),
 # BENCH_KEEP (keep the temp dir). Prints its figures; changes nothing else.
@@ -19,8 +26,8 @@ ROOT=$(pwd)
 
 MODE=${1:-}
 case "$MODE" in
-  throughput|catchup|transition) ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  throughput|catchup|transition|ratios) ;;
+  *) sed -n '2,23p' "$0"; exit 2 ;;
 esac
 ITEMS=${ITEMS:-100000}
 DUR=${BENCH_DURATION:-10}
@@ -119,7 +126,44 @@ print("%7s %d clients: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, errors %s"
       % (r["op"], r["concurrency"], r["ops_per_sec"], r["p50_ms"], r["p99_ms"], e))'
 }
 
+# ---- the independent load tool and its null server
+LOAD_SRC="$ROOT/../shared/tools/k2v-load"
+load_tool() {
+  [[ -d "$LOAD_SRC" ]] || { echo "no $LOAD_SRC" >&2; exit 1; }
+  CARGO_TARGET_DIR="$TMP/k2v-load-target" cargo build --release --manifest-path "$LOAD_SRC/Cargo.toml" >&2
+  LOAD="$TMP/k2v-load-target/release/k2v-load"
+  NULL="$TMP/k2v-load-target/release/null-server"
+}
+# k2v_load ENDPOINT PID OP: one JSON line
+k2v_load() {
+  local ep=$1 pid=$2 op=$3
+  K2V_ENDPOINT="$ep" K2V_KEY_ID="${KEY_ID:-x}" K2V_SECRET="${SECRET:-x}" K2V_BUCKET=bench \
+    "$LOAD" --op "$op" --concurrency 64 --duration "$DUR" --server-pid "$pid" --wait-idle 60 2>/dev/null
+}
+ops() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["ops_per_s"])'; }
+p99() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["p99_ms"])'; }
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+
 case "$MODE" in
+ratios)
+  load_tool
+  NPORT=$(free_port)
+  "$NULL" "127.0.0.1:$NPORT" 100 2>/dev/null & NPID=$!; PIDS+=("$NPID"); sleep 0.5
+  CEIL_INS=$(k2v_load "http://127.0.0.1:$NPORT" "$NPID" insert | ops)
+  CEIL_READ=$(k2v_load "http://127.0.0.1:$NPORT" "$NPID" read | ops)
+  kill "$NPID"; PIDS=()
+  echo "null-server ceiling (k2v-load, 64 clients): insert $CEIL_INS/s, read $CEIL_READ/s"
+  for setup in "1 1" "3 3"; do
+    read -r n rf <<< "$setup"
+    rm -rf "${TMP:?}"/n*; BOOT=""
+    cluster "$n" "$rf"
+    pid=$(cat "$TMP/n1/pid")
+    ins=$(k2v_load "$(endpoint 1)" "$pid" insert); rd=$(k2v_load "$(endpoint 1)" "$pid" read)
+    echo "$n node(s), rf $rf: InsertItem $(ops <<< "$ins")/s (ratio $(ratio "$(ops <<< "$ins")" "$CEIL_INS"), p99 $(p99 <<< "$ins") ms);" \
+         "ReadItem $(ops <<< "$rd")/s (ratio $(ratio "$(ops <<< "$rd")" "$CEIL_READ"), p99 $(p99 <<< "$rd") ms)"
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=()
+  done
+  ;;
 throughput)
   cluster 3 3
   echo "3 nodes, rf 3, consistent, requests through node 1:"

@@ -22,7 +22,7 @@ pub const DEFAULT_DIR: &str = "garage-data";
 const ZONE: &str = "dc1";
 const CAPACITY: u64 = 1_000_000_000;
 
-fn default_config_text(dir: &Path, secret_hex: &str) -> String {
+fn default_config_text(dir: &Path, secret_hex: &str, admin_token: &str) -> String {
     format!(
         r#"# Created by `garage server --single-node`. Edit freely.
 metadata_dir = "{meta}"
@@ -44,6 +44,7 @@ api_bind_addr = "127.0.0.1:3904"
 
 [admin]
 api_bind_addr = "127.0.0.1:3903"
+admin_token = "{admin_token}"
 "#,
         meta = dir.join("meta").display(),
         data = dir.join("data").display(),
@@ -64,7 +65,8 @@ fn ensure_config(path: &Path) -> Result<()> {
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let secret = hex::encode(Rng::from_os().bytes32());
-    std::fs::write(path, default_config_text(&dir, &secret))
+    let admin_token = hex::encode(Rng::from_os().bytes32());
+    std::fs::write(path, default_config_text(&dir, &secret, &admin_token))
         .with_context(|| format!("cannot write {}", path.display()))?;
     restrict_permissions(path);
     tracing::info!(path = %path.display(), "created a single-node config");
@@ -147,6 +149,10 @@ pub async fn run(cli: &Cli) -> Result<()> {
         .map(|k| k.api_bind_addr.clone())
         .unwrap_or_default();
     let region = cfg.s3_api.s3_region.clone();
+    let admin = match (&cfg.admin.api_bind_addr, &cfg.admin.admin_token) {
+        (Some(addr), Some(token)) => Some((addr.clone(), token.clone())),
+        _ => None,
+    };
     let node = server::start(cfg).await?;
     let (key_id, secret) = match bootstrap(&node.garage).await {
         Ok(x) => x,
@@ -157,28 +163,43 @@ pub async fn run(cli: &Cli) -> Result<()> {
     };
     let endpoint = format!("http://{k2v_addr}");
     let abs = path.canonicalize().unwrap_or(path.clone());
-    println!("==== SINGLE-NODE K2V STORE READY ====");
-    println!("K2V endpoint: {endpoint}");
-    println!("Region: {region}");
-    println!("Bucket: default");
-    println!("Key ID: {key_id}");
-    println!("Secret key: {secret}");
-    println!("Config: {}", abs.display());
-    println!();
-    println!("Try it (write, then read):");
-    println!(
+    // One write, whose failure is ignored: the node must keep running when
+    // whoever started it stops reading its output.
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "==== SINGLE-NODE K2V STORE READY ====");
+    let _ = writeln!(out, "K2V endpoint: {endpoint}");
+    let _ = writeln!(out, "Region: {region}");
+    let _ = writeln!(out, "Bucket: default");
+    let _ = writeln!(out, "Key ID: {key_id}");
+    let _ = writeln!(out, "Secret key: {secret}");
+    let _ = writeln!(out, "Config: {}", abs.display());
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Try it (write, then read):");
+    let _ = writeln!(
+        out,
         "  curl --aws-sigv4 \"aws:amz:{region}:k2v\" --user '{key_id}:{secret}' \
          -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -X PUT --data-binary hello \
          '{endpoint}/default/mypk?sort_key=mysk'"
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  curl --aws-sigv4 \"aws:amz:{region}:k2v\" --user '{key_id}:{secret}' \
          -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' '{endpoint}/default/mypk?sort_key=mysk'"
     );
-    println!("Cluster status:");
-    println!("  garage -c {} status", abs.display());
+    let _ = writeln!(out, "Cluster status:");
+    let _ = writeln!(out, "  garage -c {} status", abs.display());
+    if let Some((addr, token)) = admin {
+        let _ = writeln!(out, "Admin API (token in the config's [admin] section):");
+        let _ = writeln!(
+            out,
+            "  curl -H 'Authorization: Bearer {token}' http://{addr}/v1/health"
+        );
+    }
     use std::io::Write;
-    let _ = std::io::stdout().flush();
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
     server::wait_for_signal().await;
     tracing::info!("shutting down");
     node.shutdown().await;
