@@ -98,14 +98,28 @@ async fn delete_prefix(k: &K2v, pk: &str, prefix: &str) -> u64 {
 /// Every value of an item, as text, through one node (None: 404, or
 /// deleted: only tombstones).
 pub(crate) async fn values(k: &K2v, pk: &str, sk: &str) -> Option<Vec<String>> {
-    let r = k
-        .req(
-            "GET",
-            &item(k, pk, sk),
-            &[("accept", "application/json")],
-            b"",
-        )
-        .await;
+    read_values(k, pk, sk, 25).await
+}
+
+/// Like [`values`], but any answer other than 200 or 404 fails at once.
+pub(crate) async fn values_strict(k: &K2v, pk: &str, sk: &str) -> Option<Vec<String>> {
+    read_values(k, pk, sk, 0).await
+}
+
+/// A 503 right after a node was killed or restarted (a peer's connection
+/// to it not yet seen dead) is retried `retries` times, 200 ms apart: it
+/// says nothing about the data.
+async fn read_values(k: &K2v, pk: &str, sk: &str, retries: usize) -> Option<Vec<String>> {
+    let path = item(k, pk, sk);
+    let accept = [("accept", "application/json")];
+    let mut r = k.req("GET", &path, &accept, b"").await;
+    for _ in 0..retries {
+        if r.status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        r = k.req("GET", &path, &accept, b"").await;
+    }
     match r.status {
         404 => None,
         200 => Some(

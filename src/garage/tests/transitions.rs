@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::anti_entropy::{entries, insert_batch, item, values};
+use crate::anti_entropy::{entries, insert_batch, item, values, values_strict};
 use crate::common::{self, Creds, K2v, Node, NodeOpts};
 
 const PKS: usize = 8;
@@ -266,13 +266,13 @@ async fn capacity_changes_under_reads_and_writes() {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
-                let v = values(&k, &pk, &sk).await;
+                let v = values_strict(&k, &pk, &sk).await;
                 assert_eq!(
                     v,
                     Some(vec![sk.clone()]),
                     "acknowledged {pk}/{sk} not read back"
                 );
-                let v = values(&k, &pk, "k00042").await;
+                let v = values_strict(&k, &pk, "k00042").await;
                 assert_eq!(v, Some(vec!["v42".to_string()]), "{pk}/k00042");
                 reads.fetch_add(2, Ordering::Relaxed);
             }
