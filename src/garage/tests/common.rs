@@ -702,3 +702,22 @@ pub async fn cluster(n: usize, opts: NodeOpts, bucket: &str) -> (Vec<Node>, Cred
     }
     (nodes, creds)
 }
+
+/// The ReadIndex answer's `partitionKeys` as (pk, entries, conflicts, values, bytes).
+pub fn index_rows(j: &serde_json::Value) -> Vec<(String, i64, i64, i64, i64)> {
+    j["partitionKeys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no partitionKeys: {j}"))
+        .iter()
+        .map(|p| {
+            let n = |k: &str| p[k].as_i64().unwrap_or_else(|| panic!("no {k} in {p}"));
+            (
+                p["pk"].as_str().expect("pk").to_string(),
+                n("entries"),
+                n("conflicts"),
+                n("values"),
+                n("bytes"),
+            )
+        })
+        .collect()
+}

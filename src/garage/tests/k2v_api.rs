@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use garage_api::signature::PayloadHash;
 
 use crate::common::{
-    self, enc, field, now_ms, single_node, Creds, CustomSign, K2v, NodeOpts, Resp, Sign,
+    self, enc, field, index_rows, now_ms, single_node, Creds, CustomSign, K2v, NodeOpts, Resp, Sign,
 };
 
 const TOKEN: &str = "x-garage-causality-token";
@@ -608,25 +608,6 @@ async fn poll_item() {
         enc(&t4)
     );
     assert_400(&k2v.req("GET", &q, &[], b"").await);
-}
-
-/// The ReadIndex answer's `partitionKeys` as (pk, entries, conflicts, values, bytes).
-fn index_rows(j: &Value) -> Vec<(String, i64, i64, i64, i64)> {
-    j["partitionKeys"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no partitionKeys: {j}"))
-        .iter()
-        .map(|p| {
-            let n = |k: &str| p[k].as_i64().unwrap_or_else(|| panic!("no {k} in {p}"));
-            (
-                p["pk"].as_str().expect("pk").to_string(),
-                n("entries"),
-                n("conflicts"),
-                n("values"),
-                n("bytes"),
-            )
-        })
-        .collect()
 }
 
 fn pks(j: &Value) -> Vec<String> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde_json::{json, Value};
 
-use crate::common::{self, enc, Creds, K2v, Node, NodeOpts, Resp};
+use crate::common::{self, enc, index_rows, Creds, K2v, Node, NodeOpts, Resp};
 
 const TOKEN: &str = "x-garage-causality-token";
 
@@ -142,25 +142,6 @@ async fn search_all(k2v: &K2v, query: Value, ctx: &str) -> Items {
             return out;
         }
     }
-}
-
-/// ReadIndex rows (pk, entries, conflicts, values, bytes).
-fn index_rows(j: &Value) -> Vec<(String, i64, i64, i64, i64)> {
-    j["partitionKeys"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no partitionKeys: {j}"))
-        .iter()
-        .map(|p| {
-            let n = |k: &str| p[k].as_i64().unwrap_or_else(|| panic!("no {k} in {p}"));
-            (
-                p["pk"].as_str().expect("pk").to_string(),
-                n("entries"),
-                n("conflicts"),
-                n("values"),
-                n("bytes"),
-            )
-        })
-        .collect()
 }
 
 /// Waits until `f` returns Ok, at most `secs`; panics with its last error.
