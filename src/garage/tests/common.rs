@@ -658,6 +658,28 @@ pub fn single_node(opts: NodeOpts) -> (Node, K2v) {
     (node, k2v)
 }
 
+/// Waits until every node's `garage status` lists every node of `nodes` as
+/// healthy (a complete mesh, not only links to the bootstrap node: a node
+/// that reached only its bootstrap peer would miss write quorums).
+pub async fn wait_mesh(nodes: &[Node]) {
+    let ids: Vec<String> = nodes.iter().map(|n| n.id()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for node in nodes {
+        loop {
+            let status = node.cli_ok(&["status"]);
+            let healthy = status.split("==== FAILED NODES ====").next().unwrap_or("");
+            if ids.iter().all(|id| healthy.contains(&id[..16])) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes did not connect:\n{status}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// Starts `n` nodes with `opts` (the first is everyone's bootstrap peer),
 /// waits until the first sees them all, lays them out one zone each
 /// (`dc1`, `dc2`…, 1 GB), creates a key and `bucket`, and waits until every
@@ -672,20 +694,8 @@ pub async fn cluster(n: usize, opts: NodeOpts, bucket: &str) -> (Vec<Node>, Cred
             ..opts.clone()
         }));
     }
+    wait_mesh(&nodes).await;
     let ids: Vec<String> = nodes.iter().map(|n| n.id()).collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = nodes[0].cli_ok(&["status"]);
-        let healthy = status.split("==== FAILED NODES ====").next().unwrap_or("");
-        if ids.iter().all(|id| healthy.contains(&id[..16])) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nodes did not connect:\n{status}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     for (i, id) in ids.iter().enumerate() {
         let zone = format!("dc{}", i + 1);
         nodes[0].cli_ok(&["layout", "assign", &id[..16], "-z", &zone, "-c", "1G"]);

@@ -136,6 +136,7 @@ async fn join_fourth(nodes: &mut Vec<Node>, opts: NodeOpts, creds: &Creds) {
         bootstrap: vec![boot],
         ..opts
     }));
+    common::wait_mesh(nodes).await;
     let k4 = K2v::new(nodes[3].endpoint(), creds.clone());
     let probe = item(&k4, "probe", "probe");
     common::eventually(30, || async {
