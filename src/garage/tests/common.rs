@@ -731,3 +731,20 @@ pub fn index_rows(j: &serde_json::Value) -> Vec<(String, i64, i64, i64, i64)> {
         })
         .collect()
 }
+
+/// The values of an item: bytes, or `None` for a tombstone.
+pub type Values = Vec<Option<Vec<u8>>>;
+
+/// A JSON array of base64 strings / nulls.
+pub fn decode_values(j: &serde_json::Value) -> Values {
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
+    j.as_array()
+        .unwrap_or_else(|| panic!("not an array: {j}"))
+        .iter()
+        .map(|v| match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(BASE64_STANDARD.decode(s).expect("base64 value")),
+            o => panic!("bad value {o}"),
+        })
+        .collect()
+}

@@ -12,13 +12,12 @@ use serde_json::{json, Value};
 use garage_api::signature::PayloadHash;
 
 use crate::common::{
-    self, enc, field, index_rows, now_ms, single_node, Creds, CustomSign, K2v, NodeOpts, Resp, Sign,
+    self, decode_values, enc, field, index_rows, now_ms, single_node, Creds, CustomSign, K2v,
+    NodeOpts, Resp, Sign, Values,
 };
 
 const TOKEN: &str = "x-garage-causality-token";
 
-/// The values of an item: bytes, or `None` for a tombstone.
-type Values = Vec<Option<Vec<u8>>>;
 /// Items of a range answer: (sort key, values).
 type Items = Vec<(String, Values)>;
 
@@ -98,19 +97,6 @@ async fn get(k2v: &K2v, pk: &str, sk: &str) -> (Values, String) {
         Some("application/json")
     );
     (decode_values(&r.json()), r.ct())
-}
-
-/// A JSON array of base64 strings / nulls.
-fn decode_values(j: &Value) -> Values {
-    j.as_array()
-        .unwrap_or_else(|| panic!("not an array: {j}"))
-        .iter()
-        .map(|v| match v {
-            Value::Null => None,
-            Value::String(s) => Some(BASE64_STANDARD.decode(s).expect("base64 value")),
-            o => panic!("bad value {o}"),
-        })
-        .collect()
 }
 
 fn vals(v: &[Option<&str>]) -> Values {

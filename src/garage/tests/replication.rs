@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde_json::{json, Value};
 
-use crate::common::{self, enc, index_rows, Creds, K2v, Node, NodeOpts, Resp};
+use crate::common::{
+    self, decode_values, enc, index_rows, Creds, K2v, Node, NodeOpts, Resp, Values,
+};
 
 const TOKEN: &str = "x-garage-causality-token";
 
-/// The values of an item: bytes, or `None` for a tombstone.
-type Values = Vec<Option<Vec<u8>>>;
 /// Items of a range answer: (sort key, values).
 type Items = Vec<(String, Values)>;
 
@@ -95,19 +95,6 @@ async fn get(k2v: &K2v, pk: &str, sk: &str) -> (Values, String) {
         text(&r)
     );
     (decode_values(&r.json()), r.ct())
-}
-
-/// A JSON array of base64 strings / nulls.
-fn decode_values(j: &Value) -> Values {
-    j.as_array()
-        .unwrap_or_else(|| panic!("not an array: {j}"))
-        .iter()
-        .map(|v| match v {
-            Value::Null => None,
-            Value::String(s) => Some(BASE64_STANDARD.decode(s).expect("base64 value")),
-            o => panic!("bad value {o}"),
-        })
-        .collect()
 }
 
 /// The `items` of a ReadBatch result or a PollRange answer.
