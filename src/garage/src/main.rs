@@ -41,6 +41,11 @@ fn main() {
         if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
             std::process::exit(141);
         }
+        // A panic inside netapp's listener is caught and retried or
+        // reported as an error by the transport: let it unwind.
+        if garage_rpc::netapp_transport::panic_is_contained() {
+            return;
+        }
         default_hook(info);
         std::process::abort();
     }));

@@ -75,6 +75,8 @@ pub struct RunningNode {
     stop_tx: watch::Sender<bool>,
     bg: Arc<BackgroundRunner>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Errors that end the node (the RPC listener could not be set up).
+    fatal: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 /// Starts a node from its config; it runs until `shutdown` is called.
@@ -179,9 +181,11 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
     let mut tasks = vec![];
     let t = transport.clone();
     let rx = stop_rx.clone();
+    let (fatal_tx, fatal) = tokio::sync::mpsc::unbounded_channel();
     tasks.push(tokio::spawn(async move {
         if let Err(e) = t.run(rpc_bind, public_addr.map(|a| a.ip()), rx).await {
             tracing::error!(error = %e, "RPC listener failed");
+            let _ = fatal_tx.send(e.to_string());
         }
     }));
     tracing::info!(addr = %rpc_bind, "RPC listening");
@@ -202,6 +206,7 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
         stop_tx,
         bg,
         tasks,
+        fatal,
     })
 }
 
@@ -238,6 +243,21 @@ fn spawn_k2v(
 }
 
 impl RunningNode {
+    /// Runs until SIGINT/SIGTERM (then `Ok`) or until a fatal error of the
+    /// node (then that error, after shutting down).
+    pub async fn run_until_signal(mut self) -> Result<()> {
+        let fatal = tokio::select! {
+            _ = wait_for_signal() => None,
+            e = self.fatal.recv() => e,
+        };
+        tracing::info!("shutting down");
+        self.shutdown().await;
+        match fatal {
+            Some(e) => Err(anyhow!(e)),
+            None => Ok(()),
+        }
+    }
+
     /// Stops every listener and worker.
     pub async fn shutdown(self) {
         let _ = self.stop_tx.send(true);
@@ -249,7 +269,7 @@ impl RunningNode {
 }
 
 /// Waits for SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
+async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -279,9 +299,5 @@ pub async fn wait_for_signal() {
 pub async fn run(cli: &Cli) -> Result<()> {
     let path = config_load::config_path(cli, std::path::Path::new(config_load::DEFAULT_CONFIG));
     let cfg = config_load::load(cli, &path)?;
-    let node = start(cfg).await?;
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    node.shutdown().await;
-    Ok(())
+    start(cfg).await?.run_until_signal().await
 }

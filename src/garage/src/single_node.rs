@@ -200,8 +200,5 @@ pub async fn run(cli: &Cli) -> Result<()> {
     let mut stdout = std::io::stdout();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
-    server::wait_for_signal().await;
-    tracing::info!("shutting down");
-    node.shutdown().await;
-    Ok(())
+    node.run_until_signal().await
 }

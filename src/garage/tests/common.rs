@@ -151,39 +151,59 @@ api_bind_addr = "{ip}:{admin_port}"
         node
     }
 
-    /// (Re)starts the process on the same directory and ports. A start
-    /// that dies at once (a port briefly taken, seen as netapp's bind
-    /// failing) is retried a few times.
+    /// (Re)starts the process on the same directory and ports and waits
+    /// until its K2V and RPC ports answer. A node that exits instead is a
+    /// failure (with its log): start-up must never abort.
     pub fn restart(&mut self) {
-        for attempt in 1..=4 {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.path().join("log.txt"))
-                .expect("log file");
-            let child = Command::new(garage_bin())
-                .arg("-c")
-                .arg(&self.config)
-                .arg("server")
-                .env("RUST_LOG", "info,garage_table=debug")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log clone"))
-                .stderr(log)
-                .spawn()
-                .expect("spawn garage");
-            self.child = Some(child);
-            match self
-                .wait_port(self.k2v_port)
-                .and_then(|_| self.wait_port(self.rpc_port))
-            {
-                Ok(()) => return,
-                Err(e) if attempt < 4 => {
-                    eprintln!("node start failed ({e}), retrying");
-                    self.kill();
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => panic!("{e}:\n{}", self.log()),
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("log.txt"))
+            .expect("log file");
+        let child = Command::new(garage_bin())
+            .arg("-c")
+            .arg(&self.config)
+            .arg("server")
+            .env("RUST_LOG", "info,garage_table=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log clone"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn garage");
+        self.child = Some(child);
+        if let Err(e) = self
+            .wait_port(self.k2v_port)
+            .and_then(|_| self.wait_port(self.rpc_port))
+        {
+            panic!("{e}:\n{}", self.log());
+        }
+    }
+
+    /// Whether the process has exited, and how.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Stops the process with SIGTERM and waits for it; returns its status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let c = self.child.take()?;
+        let mut c = c;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
             }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -631,23 +651,9 @@ pub fn enc(s: &str) -> String {
     garage_api::signature::uri_encode(s.as_bytes(), false)
 }
 
-/// [`Node::start`], retried (at most 3 times) when the node dies at start.
-/// `free_port` picks ports in the ephemeral range, so a port can be taken by
-/// an outgoing connection of a parallel test before the node binds it
-/// (`AddrInUse`, the node aborts); new ports are picked on each attempt.
+/// Starts a node (see [`Node::start`]).
 pub fn start_node(opts: NodeOpts) -> Node {
-    let mut attempt = 1;
-    loop {
-        let o = opts.clone();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || Node::start(o))) {
-            Ok(node) => return node,
-            Err(e) if attempt >= 3 => std::panic::resume_unwind(e),
-            Err(_) => {
-                eprintln!("node did not start (attempt {attempt}), retrying on new ports");
-                attempt += 1;
-            }
-        }
-    }
+    Node::start(opts)
 }
 
 /// Starts a single node with a bucket `bucket` and a K2V client for it.

@@ -13,4 +13,5 @@ mod k2v_api;
 mod k2v_client;
 mod metrics;
 mod replication;
+mod restarts;
 mod transitions;

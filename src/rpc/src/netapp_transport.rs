@@ -114,23 +114,109 @@ impl NetappTransport {
     }
 
     /// Listens on `bind` and runs the peering loop until `stop` fires.
-    /// The address is bound first so a busy port is a clear error.
+    ///
+    /// netapp binds the address itself and unwraps the result: a port
+    /// taken between our check and its bind would panic inside its listener
+    /// (and the binary's panic hook aborts on panics). The listener is run
+    /// under [`contained`], so such a panic comes back here as an error:
+    /// the bind is retried for [`LISTEN_RETRY`], then reported.
     pub async fn run(
         self: Arc<Self>,
         bind: SocketAddr,
         public_ip: Option<std::net::IpAddr>,
-        stop: watch::Receiver<bool>,
+        mut stop: watch::Receiver<bool>,
     ) -> Result<(), std::io::Error> {
-        drop(std::net::TcpListener::bind(bind)?);
-        let listen = self.netapp.clone().listen(bind, public_ip, stop.clone());
-        match &self.peering {
-            Some(p) => {
-                let peering = p.clone().run(stop);
-                futures::join!(listen, peering);
+        let peering = self.peering.clone().map(|p| {
+            let stop = stop.clone();
+            tokio::spawn(async move { p.run(stop).await })
+        });
+        let deadline = tokio::time::Instant::now() + LISTEN_RETRY;
+        let result = loop {
+            let listen = self.netapp.clone().listen(bind, public_ip, stop.clone());
+            match contained(listen).await {
+                Ok(()) => break Ok(()),
+                Err(msg) if *stop.borrow() => break Err(listen_error(bind, &msg)),
+                Err(msg) if tokio::time::Instant::now() >= deadline => {
+                    break Err(listen_error(bind, &msg))
+                }
+                Err(msg) => {
+                    tracing::warn!(addr = %bind, error = %msg, "RPC listener failed, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => (),
+                        _ = stop.changed() => (),
+                    }
+                }
             }
-            None => listen.await,
+        };
+        if let Some(p) = peering {
+            if result.is_err() {
+                p.abort();
+            }
+            let _ = p.await;
         }
-        Ok(())
+        result
+    }
+}
+
+/// How long a failing RPC listener is retried before the node gives up.
+pub const LISTEN_RETRY: Duration = Duration::from_secs(5);
+
+fn listen_error(bind: SocketAddr, msg: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("cannot listen for RPC on {bind}: {msg}"),
+    )
+}
+
+thread_local! {
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is polling a [`contained`] future: a panic
+/// raised there is turned into an error by its caller, so a panic hook
+/// that aborts the process should let it unwind instead.
+pub fn panic_is_contained() -> bool {
+    CONTAINED.with(|c| c.get())
+}
+
+/// Runs `fut`, turning a panic inside it into `Err(message)`.
+pub async fn contained<F: std::future::Future<Output = ()>>(fut: F) -> Result<(), String> {
+    use futures::FutureExt;
+    let guarded = Contained {
+        inner: Box::pin(fut),
+    };
+    std::panic::AssertUnwindSafe(guarded)
+        .catch_unwind()
+        .await
+        .map_err(|p| {
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into())
+        })
+}
+
+struct Contained<F> {
+    inner: std::pin::Pin<Box<F>>,
+}
+
+/// Resets the thread's flag when a poll ends, by return or by unwinding.
+struct ContainGuard(bool);
+
+impl Drop for ContainGuard {
+    fn drop(&mut self) {
+        CONTAINED.with(|c| c.set(self.0));
+    }
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let _guard = ContainGuard(CONTAINED.with(|c| c.replace(true)));
+        self.inner.as_mut().poll(cx)
     }
 }
 
@@ -206,5 +292,42 @@ impl Transport for NetappTransport {
                 node: id,
                 message: e.to_string(),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_a_contained_future_is_an_error() {
+        assert!(!panic_is_contained());
+        let r = contained(async {
+            assert!(panic_is_contained());
+            tokio::task::yield_now().await;
+            panic!("listener broke");
+        })
+        .await;
+        assert_eq!(r, Err("listener broke".to_string()));
+        assert!(!panic_is_contained(), "the flag is reset after unwinding");
+        assert_eq!(contained(async {}).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_taken_rpc_port_is_an_error_not_an_abort() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = held.local_addr().expect("addr");
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = crate::node_key::read_or_create(dir.path()).expect("key");
+        let t = NetappTransport::new_node(&[7; 32], &key, vec![], None);
+        let (_stop_tx, stop) = watch::channel(false);
+        let started = std::time::Instant::now();
+        let err = t.run(addr, None, stop).await.expect_err("port is taken");
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        assert!(
+            started.elapsed() >= LISTEN_RETRY,
+            "retried before giving up"
+        );
     }
 }
