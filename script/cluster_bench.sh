@@ -17,6 +17,10 @@
 #                                        3 nodes rf 3, in one run: InsertItem
 #                                        and ReadItem at 64 clients as ratios
 #                                        to the ceiling
+#   script/cluster_bench.sh layout       one node; 250 nodes in 10 zones (rf 3)
+#                                        staged through the CLI, then the wall
+#                                        time of `garage layout apply` (the
+#                                        whole CLI call: compute, store, print)
 #
 # Environment: ITEMS (default 100000), BENCH_DURATION (default 10 s per run),
 # BENCH_KEEP (keep the temp dir). Prints its figures; changes nothing else.
@@ -26,8 +30,8 @@ ROOT=$(pwd)
 
 MODE=${1:-}
 case "$MODE" in
-  throughput|catchup|transition|ratios) ;;
-  *) sed -n '2,23p' "$0"; exit 2 ;;
+  throughput|catchup|transition|ratios|layout) ;;
+  *) sed -n '2,27p' "$0"; exit 2 ;;
 esac
 ITEMS=${ITEMS:-100000}
 DUR=${BENCH_DURATION:-10}
@@ -50,6 +54,7 @@ free_port() {
 }
 now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+since3() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$(now)"; }
 
 # node_config I RF: writes $TMP/nI/garage.toml
 node_config() {
@@ -145,6 +150,20 @@ p99() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["p99_ms"
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
 case "$MODE" in
+layout)
+  node_config 1 3; start_node 1
+  cli 1 layout assign "$(node_id 1)" -z z0 -c 1T > /dev/null
+  for z in $(seq 0 9); do
+    ids=()
+    for _ in $(seq 1 25); do ids+=("$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"); done
+    [[ $z == 0 ]] && ids=("${ids[@]:1}")
+    cli 1 layout assign "${ids[@]}" -z "z$z" -c "$((1 + RANDOM % 4))T" > /dev/null
+  done
+  t0=$(now)
+  cli 1 layout apply --version 1 > "$TMP/apply.txt"
+  echo "layout apply, 250 nodes, 10 zones, rf 3: $(since3 "$t0") s"
+  grep -i "optimal\|usable\|size" "$TMP/apply.txt" | head -5
+  ;;
 ratios)
   load_tool
   NPORT=$(free_port)
