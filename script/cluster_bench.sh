@@ -21,6 +21,11 @@
 #                                        staged through the CLI, then the wall
 #                                        time of `garage layout apply` (the
 #                                        whole CLI call: compute, store, print)
+#   script/cluster_bench.sh s3           S3 (boto3, script/s3_bench.py): Put and
+#                                        GetObject MiB/s of 1 MiB and 64 MiB
+#                                        objects on 1 node and through node 1 of
+#                                        3 nodes rf 3, and the server's peak RSS
+#                                        over a streamed 1 GiB PutObject
 #
 # Environment: ITEMS (default 100000), BENCH_DURATION (default 10 s per run),
 # BENCH_KEEP (keep the temp dir). Prints its figures; changes nothing else.
@@ -30,8 +35,8 @@ ROOT=$(pwd)
 
 MODE=${1:-}
 case "$MODE" in
-  throughput|catchup|transition|ratios|layout) ;;
-  *) sed -n '2,27p' "$0"; exit 2 ;;
+  throughput|catchup|transition|ratios|layout|s3) ;;
+  *) sed -n '2,32p' "$0"; exit 2 ;;
 esac
 ITEMS=${ITEMS:-100000}
 DUR=${BENCH_DURATION:-10}
@@ -60,8 +65,8 @@ since3() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[
 node_config() {
   local i=$1 rf=$2 d="$TMP/n$1"
   mkdir -p "$d"
-  echo "$(free_port) $(free_port)" > "$d/ports"
-  read -r rpc k2v < "$d/ports"
+  echo "$(free_port) $(free_port) $(free_port)" > "$d/ports"
+  read -r rpc k2v s3 < "$d/ports"
   cat > "$d/garage.toml" <<EOF
 metadata_dir = "$d/meta"
 data_dir = "$d/data"
@@ -73,6 +78,7 @@ bootstrap_peers = [${BOOT:-}]
 
 [s3_api]
 s3_region = "garage"
+api_bind_addr = "127.0.0.1:$s3"
 
 [k2v_api]
 api_bind_addr = "127.0.0.1:$k2v"
@@ -83,7 +89,7 @@ start_node() {
   RUST_LOG=${RUST_LOG:-warn} "$GARAGE" -c "$d/garage.toml" server >> "$d/log.txt" 2>&1 &
   echo $! > "$d/pid"
   PIDS+=("$!")
-  read -r _ k2v < "$d/ports"
+  read -r _ k2v _ < "$d/ports"
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$k2v") 2>/dev/null && return 0
     sleep 0.1
@@ -93,13 +99,20 @@ start_node() {
 stop_node() { kill "$(cat "$TMP/n$1/pid")"; sleep 0.5; }
 cli() { local i=$1; shift; "$GARAGE" -c "$TMP/n$i/garage.toml" "$@"; }
 node_id() { cli "$1" node id -q 2>/dev/null | cut -d@ -f1; }
-endpoint() { read -r _ k2v < "$TMP/n$1/ports"; echo "http://127.0.0.1:$k2v"; }
+endpoint() { read -r _ k2v _ < "$TMP/n$1/ports"; echo "http://127.0.0.1:$k2v"; }
+s3_endpoint() { read -r _ _ s3 < "$TMP/n$1/ports"; echo "http://127.0.0.1:$s3"; }
+s3_bench() {
+  local venv="$ROOT/target/s3-venv"
+  [[ -x "$venv/bin/python" ]] || { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet boto3; } >&2
+  "$venv/bin/python" "$ROOT/script/s3_bench.py" "$(s3_endpoint 1)" "$KEY_ID" "$SECRET" bench \
+    --pid "$(cat "$TMP/n1/pid")" "$@"
+}
 
 # cluster N RF: starts N nodes, lays them out (zone dcI each), makes a key and bucket
 cluster() {
   local n=$1 rf=$2
   node_config 1 "$rf"; start_node 1
-  read -r rpc1 _ < "$TMP/n1/ports"
+  read -r rpc1 _ _ < "$TMP/n1/ports"
   BOOT="\"$(node_id 1)@127.0.0.1:$rpc1\""
   for i in $(seq 2 "$n"); do node_config "$i" "$rf"; start_node "$i"; done
   for i in $(seq 1 "$n"); do
@@ -150,6 +163,15 @@ p99() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["p99_ms"
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
 case "$MODE" in
+s3)
+  echo "== 1 node"
+  cluster 1 1
+  s3_bench
+  stop_node 1; rm -rf "$TMP"/n*; PIDS=(); BOOT=""
+  echo "== 3 nodes rf 3, through node 1"
+  cluster 3 3
+  s3_bench
+  ;;
 layout)
   node_config 1 3; start_node 1
   cli 1 layout assign "$(node_id 1)" -z z0 -c 1T > /dev/null
