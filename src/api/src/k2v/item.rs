@@ -96,17 +96,19 @@ pub fn item_response(item: &K2VItem, accept: Accepts) -> Result<Response<ResBody
                 "accept application/json or application/octet-stream".into(),
             ))
         }
-        (_, true) if values.len() == 1 => match values[0] {
-            DvvsValue::Value(b) => {
-                let mut r = Response::new(Full::new(Bytes::from(b.clone())));
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                r
-            }
-            DvvsValue::Deleted => empty(StatusCode::NO_CONTENT),
-        },
+        (_, true) if values.len() == 1 => {
+            let mut r = match values[0] {
+                DvvsValue::Value(b) => Response::new(Full::new(Bytes::from(b.clone()))),
+                DvvsValue::Deleted => empty(StatusCode::NO_CONTENT),
+            };
+            // Garage's clients read the raw answer by its type, the empty
+            // 204 of a tombstone included.
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
         (false, true) => empty(StatusCode::CONFLICT),
         (true, _) => crate::http::json(StatusCode::OK, &values_json(item))?,
     };
