@@ -9,6 +9,7 @@ mod anti_entropy;
 mod cli;
 mod cluster;
 mod faults;
+mod hostile;
 mod k2v_api;
 mod k2v_client;
 mod metrics;
