@@ -642,7 +642,8 @@ class Suite:
         r = c.get(pk, "k")
         ck.eq("deleted item reads as [null]", r.json() if r.status == 200 else r, [None])
         r = c.get(pk, "k", accept="application/octet-stream")
-        ck.check("deleted item with octet-stream -> 204 with token", r.status == 204 and bool(r.token), r)
+        ck.check("deleted item with octet-stream -> 204 with token and Content-Type application/octet-stream",
+                 r.status == 204 and bool(r.token) and r.ctype.startswith("application/octet-stream"), r)
 
         # a value and a later concurrent delete through the same node: [value, null]
         c.put(pk, "vd", b"a")

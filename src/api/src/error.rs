@@ -31,6 +31,12 @@ pub enum ApiError {
         /// The limit.
         limit: u64,
     },
+    /// The body stalled longer than the server allows.
+    #[error("Request timeout: the body stalled for {secs} s")]
+    RequestTimeout {
+        /// The stall allowed, in seconds.
+        secs: u64,
+    },
     /// The Accept header allows no type we produce.
     #[error("Not acceptable: {0}")]
     NotAcceptable(String),
@@ -61,6 +67,7 @@ impl ApiError {
             Self::NoSuchBucket(_) | Self::NoSuchKey => StatusCode::NOT_FOUND,
             Self::BadRequest(_) | Self::InvalidCausalityToken => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,6 +85,7 @@ impl ApiError {
             Self::BadRequest(_) => "InvalidRequest",
             Self::InvalidCausalityToken => "CausalityToken",
             Self::PayloadTooLarge { .. } => "EntityTooLarge",
+            Self::RequestTimeout { .. } => "RequestTimeout",
             Self::NotAcceptable(_) => "NotAcceptable",
             Self::MethodNotAllowed(_) => "MethodNotAllowed",
             Self::Unavailable(_) => "ServiceUnavailable",

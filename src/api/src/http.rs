@@ -1,7 +1,9 @@
 //! Body types, the JSON error response and body limits, shared by the
 //! router, the handlers and the server.
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -44,13 +46,29 @@ pub fn error_response(e: &ApiError, region: &str, path: &str) -> Response<ResBod
     r
 }
 
+/// How long a body may stall (no byte received) before the request is
+/// refused with a 408, unless the server sets another value.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Reads a whole body, refusing (413) one larger than `limit` before
 /// buffering it: a declared Content-Length above the limit is refused at
-/// once, and a streamed body is cut as soon as it passes the limit.
+/// once, and a streamed body is cut as soon as it passes the limit. A body
+/// that stalls longer than [`DEFAULT_BODY_READ_TIMEOUT`] is a 408.
 pub async fn read_body(
     headers: &hyper::HeaderMap,
     body: Incoming,
     limit: u64,
+) -> Result<Bytes, ApiError> {
+    read_body_with_timeout(headers, body, limit, DEFAULT_BODY_READ_TIMEOUT).await
+}
+
+/// [`read_body`] where the body may stall at most `stall` between two
+/// chunks.
+pub async fn read_body_with_timeout(
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    limit: u64,
+    stall: Duration,
 ) -> Result<Bytes, ApiError> {
     if let Some(len) = headers.get(CONTENT_LENGTH) {
         let len: u64 = len
@@ -63,15 +81,33 @@ pub async fn read_body(
         }
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit_usize).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(ApiError::PayloadTooLarge { limit })
-            } else {
-                Err(ApiError::BadRequest(format!("cannot read body: {e}")))
+    let mut body = Limited::new(body, limit_usize);
+    let mut out = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(stall, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::RequestTimeout {
+                    secs: stall.as_secs(),
+                })
+            }
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(f)) => f,
+        };
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    out.extend_from_slice(&data);
+                }
+            }
+            Err(e) => {
+                return if e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    Err(ApiError::PayloadTooLarge { limit })
+                } else {
+                    Err(ApiError::BadRequest(format!("cannot read body: {e}")))
+                }
             }
         }
     }

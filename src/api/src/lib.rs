@@ -12,6 +12,8 @@
 
 pub mod admin;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 #[cfg(feature = "k2v")]
 pub mod k2v;

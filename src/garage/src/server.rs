@@ -225,9 +225,15 @@ fn spawn_k2v(
         garage,
         cfg.s3_api.s3_region.clone(),
         k2v_cfg.max_body_size,
+        Duration::from_secs(k2v_cfg.body_read_timeout_secs.max(1)),
     );
+    let limits = garage_api::server::ServerLimits {
+        header_read_timeout: Duration::from_secs(k2v_cfg.header_read_timeout_secs.max(1)),
+        ..Default::default()
+    };
     Ok(tokio::spawn(async move {
-        garage_api::server::run(l, rx, move |req| server.clone().handle(req)).await
+        garage_api::server::run_with_limits(l, rx, limits, move |req| server.clone().handle(req))
+            .await
     }))
 }
 

@@ -61,6 +61,8 @@ pub struct NodeOpts {
     pub ip: String,
     /// `rpc_timeout_msec` of the config.
     pub rpc_timeout_msec: u64,
+    /// `RUST_LOG` of the server process.
+    pub rust_log: String,
 }
 
 impl Default for NodeOpts {
@@ -74,6 +76,7 @@ impl Default for NodeOpts {
             bootstrap: vec![],
             ip: "127.0.0.1".into(),
             rpc_timeout_msec: 5000,
+            rust_log: "info,garage_table=debug".into(),
         }
     }
 }
@@ -164,7 +167,7 @@ api_bind_addr = "{ip}:{admin_port}"
             .arg("-c")
             .arg(&self.config)
             .arg("server")
-            .env("RUST_LOG", "info,garage_table=debug")
+            .env("RUST_LOG", &self.opts.rust_log)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log clone"))
             .stderr(log)
@@ -231,6 +234,25 @@ api_bind_addr = "{ip}:{admin_port}"
                 .arg(c.id().to_string())
                 .status();
         }
+    }
+
+    /// The process id, if running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Resident memory of the process in KiB (`VmRSS` of /proc), if running.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// True while the process runs (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
     /// Kills the process (SIGKILL).
@@ -642,6 +664,108 @@ impl K2v {
             garage_api::signature::presign_query(&method, &path_uri, &hm, expires_secs, &params)
                 .expect("presign");
         format!("{}?{q}", path_uri.path())
+    }
+}
+
+impl K2v {
+    /// The head (request line and headers, ending with the blank line) of
+    /// a request signed with `payload`, as raw HTTP/1.1 text, for tests
+    /// that write to the socket themselves (stalls, oversized heads).
+    pub fn signed_head(
+        &self,
+        method: &str,
+        path_query: &str,
+        headers: &[(&str, &str)],
+        payload: PayloadHash,
+    ) -> String {
+        let uri: http::Uri = format!("{}{}", self.endpoint, path_query)
+            .parse()
+            .expect("uri");
+        let mut hm = http::HeaderMap::new();
+        let host = uri.authority().expect("authority").to_string();
+        hm.insert("host", host.parse().expect("host"));
+        for (k, v) in headers {
+            hm.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+        let params = SigningParams {
+            key_id: &self.creds.key_id,
+            secret: &self.creds.secret,
+            region: &self.region,
+            service: "k2v",
+            now_ms: now_ms(),
+        };
+        let path_uri: http::Uri = path_query.parse().expect("path uri");
+        sign_request(&method, &path_uri, &mut hm, &payload, &params).expect("sign");
+        let mut head = format!("{method} {path_query} HTTP/1.1\r\n");
+        for (k, v) in &hm {
+            head.push_str(&format!(
+                "{}: {}\r\n",
+                k.as_str(),
+                v.to_str().expect("ascii header")
+            ));
+        }
+        head.push_str("\r\n");
+        head
+    }
+
+    /// The `host:port` of the endpoint.
+    pub fn addr(&self) -> String {
+        self.endpoint.trim_start_matches("http://").to_string()
+    }
+}
+
+/// What a raw exchange on a socket gave.
+#[derive(Debug)]
+pub struct RawExchange {
+    /// Status of the first answer, if one came.
+    pub status: Option<u16>,
+    /// Everything read.
+    pub text: String,
+    /// True if the server closed the connection (or reset it) before
+    /// `wait` ran out.
+    pub closed: bool,
+    /// Time from the end of the write to the close (or to `wait`).
+    pub elapsed: Duration,
+}
+
+/// Connects to `addr`, writes `bytes`, and reads until the server closes
+/// the connection or `wait` passes.
+pub async fn raw_exchange(addr: &str, bytes: &[u8], wait: Duration) -> RawExchange {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // A server that refuses early may close while we still write: keep
+    // what was written and read the answer anyway.
+    let _ = s.write_all(bytes).await;
+    let started = Instant::now();
+    let mut buf = vec![];
+    let mut closed = false;
+    let deadline = started + wait;
+    loop {
+        let mut chunk = [0u8; 4096];
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut chunk)).await {
+            Err(_) => break,
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|c| c.parse().ok());
+    RawExchange {
+        status,
+        text,
+        closed,
+        elapsed: started.elapsed(),
     }
 }
 

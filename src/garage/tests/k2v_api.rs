@@ -339,6 +339,12 @@ async fn read_item_formats_and_accept() {
         assert_eq!(r.status, 204, "accept {a}: {r:?}");
         assert!(r.body.is_empty());
         assert_eq!(r.ct(), tomb_tok, "accept {a}");
+        // Regression: the 204 of a tombstone carries the raw type too.
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/octet-stream"),
+            "accept {a}"
+        );
     }
 
     // Missing items: 404 NoSuchKey, JSON error body.
@@ -586,6 +592,10 @@ async fn poll_item() {
         .await;
     assert_eq!(r.status, 204);
     assert!(r.header(TOKEN).is_some());
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/octet-stream")
+    );
 
     // Bad timeout: 400.
     let q = format!(

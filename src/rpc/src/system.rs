@@ -21,7 +21,7 @@ use garage_util::data::{Hash, Uuid};
 use garage_util::encode::Migrate;
 
 use crate::error::SystemError;
-use crate::layout::{LayoutDigest, LayoutHistory};
+use crate::layout::{LayoutDigest, LayoutError, LayoutHistory};
 use crate::net::{Endpoint, Handler, RpcMessage, Transport};
 
 /// How often status is exchanged. Sending it is also how a dead peer is
@@ -418,25 +418,17 @@ impl System {
     pub async fn merge_layout(&self, other: &LayoutHistory) -> Result<bool, SystemError> {
         let new = {
             let mut guard = self.layout.write().unwrap_or_else(|e| e.into_inner());
-            if other.current().replication_factor != self.config.rf && other.current().version > 0 {
-                return Err(SystemError::ReplicationFactor {
-                    theirs: other.current().replication_factor,
-                    ours: self.config.rf,
-                });
-            }
-            let mut merged = (**guard).clone();
-            if !merged.merge(other) {
+            let Some(merged) = merge_received_layout(
+                &guard,
+                other,
+                self.config.rf,
+                self.id,
+                self.quorums.write,
+                self.config.consistency == "consistent",
+            )?
+            else {
                 return Ok(false);
-            }
-            merged.refresh_trackers(self.id, self.quorums.write);
-            if self.config.consistency != "consistent" {
-                merged.keep_only_current();
-            }
-            if let Err(e) = merged.check() {
-                if guard.check().is_ok() {
-                    return Err(SystemError::InvalidLayout(e));
-                }
-            }
+            };
             let merged = Arc::new(merged);
             *guard = merged.clone();
             merged
@@ -757,6 +749,49 @@ fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
     let total = cols.get(1)?.parse().ok()?;
     let avail = cols.get(3)?.parse().ok()?;
     Some((avail, total))
+}
+
+/// What a node does with a layout history received from a peer: refuses a
+/// history without any version or with another replication factor, merges
+/// it into `ours`, does the tracker bookkeeping, and refuses a result that
+/// fails its checks (unless `ours` failed them already). `None` when the
+/// merge changes nothing. A pure function of its inputs, so the fuzzers
+/// can drive it with hostile histories.
+pub fn merge_received_layout(
+    ours: &LayoutHistory,
+    other: &LayoutHistory,
+    rf: usize,
+    local: Uuid,
+    write_quorum: usize,
+    consistent: bool,
+) -> Result<Option<LayoutHistory>, SystemError> {
+    // A decoded history may hold no version at all: `current()` would
+    // then fail its invariant.
+    let Some(theirs) = other.versions.last() else {
+        return Err(SystemError::InvalidLayout(LayoutError::CheckFailed {
+            reason: "the received history has no version".into(),
+        }));
+    };
+    if theirs.replication_factor != rf && theirs.version > 0 {
+        return Err(SystemError::ReplicationFactor {
+            theirs: theirs.replication_factor,
+            ours: rf,
+        });
+    }
+    let mut merged = ours.clone();
+    if !merged.merge(other) {
+        return Ok(None);
+    }
+    merged.refresh_trackers(local, write_quorum);
+    if !consistent {
+        merged.keep_only_current();
+    }
+    if let Err(e) = merged.check() {
+        if ours.check().is_ok() {
+            return Err(SystemError::InvalidLayout(e));
+        }
+    }
+    Ok(Some(merged))
 }
 
 #[cfg(test)]

@@ -129,6 +129,23 @@ pub struct K2vApiConfig {
     /// Largest accepted request body.
     #[serde(default = "default_max_body", deserialize_with = "deserialize_size")]
     pub max_body_size: u64,
+    /// Seconds a client has to send a request's headers (and how long an
+    /// idle keep-alive connection is kept); a client that stalls is
+    /// disconnected.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may stall (no byte received) before the
+    /// request is refused with a 408.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_secs: u64,
+}
+
+fn default_header_read_timeout() -> u64 {
+    30
+}
+
+fn default_body_read_timeout() -> u64 {
+    60
 }
 
 /// `[admin]`.
@@ -393,7 +410,15 @@ const USED_KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("s3_api", &["s3_region", "api_bind_addr", "root_domain"]),
-    ("k2v_api", &["api_bind_addr", "max_body_size"]),
+    (
+        "k2v_api",
+        &[
+            "api_bind_addr",
+            "max_body_size",
+            "header_read_timeout_secs",
+            "body_read_timeout_secs",
+        ],
+    ),
     (
         "admin",
         &[

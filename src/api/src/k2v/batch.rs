@@ -8,6 +8,7 @@ use garage_model::k2v::item::{DvvsValue, K2VItem, K2VItemPartition};
 use garage_model::k2v::item_table::ItemFilter;
 use garage_model::k2v::rpc::InsertedItem;
 use garage_table::SortRange;
+use garage_util::data::Uuid;
 
 use super::ctx::ReqCtx;
 use super::item::{parse_token, values_json};
@@ -15,9 +16,28 @@ use super::range::key_range;
 use crate::error::ApiError;
 use crate::http::{empty, json, ResBody};
 
+/// Most searches in one ReadBatch or DeleteBatch: each costs at least one
+/// quorum read, so a body of tens of thousands of them would hold a
+/// connection (and the node's storage) for minutes.
+pub const MAX_BATCH_SEARCHES: usize = 1000;
+
+/// Most items in one ReadBatch answer, all searches together: a search that
+/// reaches the budget answers `more: true` and `nextStart`, as if its limit
+/// had been reached, and the client continues from there.
+pub const MAX_BATCH_ITEMS: u64 = 10_000;
+
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+fn check_searches(n: usize) -> Result<(), ApiError> {
+    if n > MAX_BATCH_SEARCHES {
+        return Err(ApiError::BadRequest(format!(
+            "too many searches in one batch: {n}, at most {MAX_BATCH_SEARCHES}"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,13 +51,18 @@ struct InsertBatchItem {
     v: Option<String>,
 }
 
-/// InsertBatch: everything is checked before anything is written.
-pub async fn handle_insert_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiError> {
-    let items: Vec<InsertBatchItem> = parse_body(&ctx.body)?;
+/// The inserts of an InsertBatch body, every item checked (JSON shape,
+/// token, base64 value, non-empty sort key) before anything is written.
+fn parse_insert_batch(
+    body: &[u8],
+    bucket_id: Uuid,
+    now_ms: u64,
+) -> Result<Vec<InsertedItem>, ApiError> {
+    let items: Vec<InsertBatchItem> = parse_body(body)?;
     let mut ops = Vec::with_capacity(items.len());
     for it in items {
         let causal_context = match &it.ct {
-            Some(ct) => Some(parse_token(ct, ctx.garage.clock.now_ms())?),
+            Some(ct) => Some(parse_token(ct, now_ms)?),
             None => None,
         };
         let value = match it.v {
@@ -51,7 +76,7 @@ pub async fn handle_insert_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiEr
         }
         ops.push(InsertedItem {
             partition: K2VItemPartition {
-                bucket_id: ctx.bucket_id,
+                bucket_id,
                 partition_key: it.pk,
             },
             sort_key: it.sk,
@@ -59,6 +84,12 @@ pub async fn handle_insert_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiEr
             value,
         });
     }
+    Ok(ops)
+}
+
+/// InsertBatch: everything is checked before anything is written.
+pub async fn handle_insert_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiError> {
+    let ops = parse_insert_batch(&ctx.body, ctx.bucket_id, ctx.garage.clock.now_ms())?;
     if !ops.is_empty() {
         ctx.garage.k2v.rpc.insert_many(ops).await?;
     }
@@ -135,17 +166,49 @@ async fn read_range_limited(
         .rpc
         .read_range(partition, range, filter, fetch, reverse)
         .await?;
-    match limit {
-        Some(l) if items.len() as u64 > l => {
-            let next = items[l as usize].sort_key.clone();
-            items.truncate(l as usize);
+    match limit.and_then(|l| usize::try_from(l).ok()) {
+        Some(l) if items.len() > l => {
+            let next = items[l].sort_key.clone();
+            items.truncate(l);
             Ok((items, true, Some(next)))
         }
         _ => Ok((items, false, None)),
     }
 }
 
-async fn read_one(ctx: &ReqCtx, q: &ReadBatchQuery) -> Result<ReadBatchResponse, ApiError> {
+/// The searches of a ReadBatch body, each checked (contradictory
+/// parameters, a start outside the prefix) before anything is read.
+fn parse_read_batch(body: &[u8]) -> Result<Vec<ReadBatchQuery>, ApiError> {
+    let queries: Vec<ReadBatchQuery> = parse_body(body)?;
+    check_searches(queries.len())?;
+    for q in &queries {
+        if q.single_item {
+            if q.prefix.is_some() || q.end.is_some() || q.limit.is_some() || q.reverse {
+                return Err(ApiError::BadRequest(
+                    "singleItem cannot be combined with prefix, end, limit or reverse".into(),
+                ));
+            }
+            if q.start.is_none() {
+                return Err(ApiError::BadRequest("singleItem needs start".into()));
+            }
+        } else {
+            key_range(
+                q.prefix.as_deref(),
+                q.start.as_deref(),
+                q.end.as_deref(),
+                q.reverse,
+            )?;
+        }
+    }
+    Ok(queries)
+}
+
+/// Runs one checked search, returning at most `budget` items.
+async fn read_one(
+    ctx: &ReqCtx,
+    q: &ReadBatchQuery,
+    budget: u64,
+) -> Result<ReadBatchResponse, ApiError> {
     let partition = K2VItemPartition {
         bucket_id: ctx.bucket_id,
         partition_key: q.partition_key.clone(),
@@ -155,11 +218,6 @@ async fn read_one(ctx: &ReqCtx, q: &ReadBatchQuery) -> Result<ReadBatchResponse,
         conflicts_only: q.conflicts_only,
     };
     if q.single_item {
-        if q.prefix.is_some() || q.end.is_some() || q.limit.is_some() || q.reverse {
-            return Err(ApiError::BadRequest(
-                "singleItem cannot be combined with prefix, end, limit or reverse".into(),
-            ));
-        }
         let sk = q
             .start
             .clone()
@@ -186,8 +244,9 @@ async fn read_one(ctx: &ReqCtx, q: &ReadBatchQuery) -> Result<ReadBatchResponse,
         q.reverse,
     )?
     .sort_range();
+    let limit = q.limit.unwrap_or(u64::MAX).min(budget);
     let (items, more, next_start) =
-        read_range_limited(ctx, &partition, range, filter, q.limit, q.reverse).await?;
+        read_range_limited(ctx, &partition, range, filter, Some(limit), q.reverse).await?;
     Ok(ReadBatchResponse {
         query: q.clone(),
         items: items.iter().map(ReadBatchItem::of).collect(),
@@ -198,10 +257,13 @@ async fn read_one(ctx: &ReqCtx, q: &ReadBatchQuery) -> Result<ReadBatchResponse,
 
 /// ReadBatch.
 pub async fn handle_read_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiError> {
-    let queries: Vec<ReadBatchQuery> = parse_body(&ctx.body)?;
+    let queries = parse_read_batch(&ctx.body)?;
     let mut out = Vec::with_capacity(queries.len());
+    let mut budget = MAX_BATCH_ITEMS;
     for q in queries.iter() {
-        out.push(read_one(&ctx, q).await?);
+        let r = read_one(&ctx, q, budget).await?;
+        budget = budget.saturating_sub(r.items.len() as u64);
+        out.push(r);
     }
     json(StatusCode::OK, &out)
 }
@@ -299,9 +361,11 @@ async fn delete_one(ctx: &ReqCtx, q: &DeleteBatchQuery) -> Result<u64, ApiError>
     Ok(deleted)
 }
 
-/// DeleteBatch: tombstones with each item's context (concurrent writes survive).
-pub async fn handle_delete_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiError> {
-    let queries: Vec<DeleteBatchQuery> = parse_body(&ctx.body)?;
+/// The searches of a DeleteBatch body, each checked before anything is
+/// deleted.
+fn parse_delete_batch(body: &[u8]) -> Result<Vec<DeleteBatchQuery>, ApiError> {
+    let queries: Vec<DeleteBatchQuery> = parse_body(body)?;
+    check_searches(queries.len())?;
     for q in queries.iter() {
         if q.single_item && (q.prefix.is_some() || q.end.is_some() || q.start.is_none()) {
             return Err(ApiError::BadRequest(
@@ -315,6 +379,12 @@ pub async fn handle_delete_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiEr
             false,
         )?;
     }
+    Ok(queries)
+}
+
+/// DeleteBatch: tombstones with each item's context (concurrent writes survive).
+pub async fn handle_delete_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiError> {
+    let queries = parse_delete_batch(&ctx.body)?;
     let mut out = Vec::with_capacity(queries.len());
     for q in queries {
         let deleted_items = delete_one(&ctx, &q).await?;
@@ -324,4 +394,53 @@ pub async fn handle_delete_batch(ctx: ReqCtx) -> Result<Response<ResBody>, ApiEr
         });
     }
     json(StatusCode::OK, &out)
+}
+
+/// Which batch body [`normalize_batch_body`] reads.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchKind {
+    /// InsertBatch.
+    Insert,
+    /// ReadBatch.
+    Read,
+    /// DeleteBatch.
+    Delete,
+}
+
+/// Parses and checks a batch body exactly as its handler does, and returns
+/// what was understood as canonical JSON (a body of the same kind). For the
+/// fuzzers and their corpus replay: parsing the answer again must give the
+/// same answer.
+#[doc(hidden)]
+pub fn normalize_batch_body(
+    kind: BatchKind,
+    body: &[u8],
+    now_ms: u64,
+) -> Result<serde_json::Value, ApiError> {
+    let v = match kind {
+        BatchKind::Insert => {
+            let items = parse_insert_batch(body, Uuid::from([0u8; 32]), now_ms)?;
+            let items: Vec<serde_json::Value> = items
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "pk": i.partition.partition_key,
+                        "sk": i.sort_key,
+                        "ct": i.causal_context.as_ref().map(|c| c.serialize()),
+                        "v": match &i.value {
+                            DvvsValue::Value(b) => Some(BASE64_STANDARD.encode(b)),
+                            DvvsValue::Deleted => None,
+                        },
+                    })
+                })
+                .collect();
+            serde_json::Value::from(items)
+        }
+        BatchKind::Read => serde_json::to_value(parse_read_batch(body)?)
+            .map_err(|e| ApiError::Lower(Box::new(e)))?,
+        BatchKind::Delete => serde_json::to_value(parse_delete_batch(body)?)
+            .map_err(|e| ApiError::Lower(Box::new(e)))?,
+    };
+    Ok(v)
 }

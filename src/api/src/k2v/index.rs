@@ -30,6 +30,9 @@ struct ReadIndexResponse {
     next_start: Option<String>,
 }
 
+/// Most partition keys in one ReadIndex answer, whatever the `limit`.
+pub const MAX_INDEX_KEYS: u64 = 10_000;
+
 /// ReadIndex.
 pub async fn handle_read_index(
     ctx: ReqCtx,
@@ -44,9 +47,10 @@ pub async fn handle_read_index(
     // Storage nodes of every active layout version: during a transition
     // the old owners still count items the new ones have not received.
     let nodes = ctx.garage.system.layout().all_storage_nodes();
-    let want = limit
-        .map(|l| usize::try_from(l).unwrap_or(usize::MAX).saturating_add(1))
-        .unwrap_or(usize::MAX);
+    // A missing or huge limit is capped: the answer says `more` and
+    // `nextStart`, and the client continues from there.
+    let cap = limit.unwrap_or(MAX_INDEX_KEYS).min(MAX_INDEX_KEYS);
+    let want = usize::try_from(cap).unwrap_or(usize::MAX).saturating_add(1);
     let mut found: Vec<PartitionInfo> = vec![];
     const PAGE: usize = 1000;
     while found.len() < want {
@@ -85,10 +89,10 @@ pub async fn handle_read_index(
             _ => break,
         }
     }
-    let (more, next_start) = match limit {
-        Some(l) if found.len() as u64 > l => {
-            let next = found[l as usize].pk.clone();
-            found.truncate(l as usize);
+    let (more, next_start) = match usize::try_from(cap) {
+        Ok(l) if found.len() > l => {
+            let next = found[l].pk.clone();
+            found.truncate(l);
             (true, Some(next))
         }
         _ => (false, None),

@@ -24,6 +24,17 @@ pub const DEFAULT_POLL_TIMEOUT: u64 = 300;
 /// Largest accepted poll timeout (seconds).
 pub const MAX_POLL_TIMEOUT: u64 = 600;
 
+/// The wait of a PollItem or PollRange: `timeout` seconds (default
+/// [`DEFAULT_POLL_TIMEOUT`]), never more than [`MAX_POLL_TIMEOUT`], so an
+/// absurd timeout cannot pin a connection for days.
+pub fn poll_timeout(timeout: Option<u64>) -> Duration {
+    Duration::from_secs(
+        timeout
+            .unwrap_or(DEFAULT_POLL_TIMEOUT)
+            .min(MAX_POLL_TIMEOUT),
+    )
+}
+
 /// Which formats the client accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepts {
@@ -96,17 +107,19 @@ pub fn item_response(item: &K2VItem, accept: Accepts) -> Result<Response<ResBody
                 "accept application/json or application/octet-stream".into(),
             ))
         }
-        (_, true) if values.len() == 1 => match values[0] {
-            DvvsValue::Value(b) => {
-                let mut r = Response::new(Full::new(Bytes::from(b.clone())));
-                r.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                r
-            }
-            DvvsValue::Deleted => empty(StatusCode::NO_CONTENT),
-        },
+        (_, true) if values.len() == 1 => {
+            let mut r = match values[0] {
+                DvvsValue::Value(b) => Response::new(Full::new(Bytes::from(b.clone()))),
+                DvvsValue::Deleted => empty(StatusCode::NO_CONTENT),
+            };
+            // Garage's clients read the raw answer by its type, the empty
+            // 204 of a tombstone included.
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
         (false, true) => empty(StatusCode::CONFLICT),
         (true, _) => crate::http::json(StatusCode::OK, &values_json(item))?,
     };
@@ -177,15 +190,12 @@ pub async fn handle_poll_item(
         ));
     }
     let causal_context = parse_token(&causality_token, ctx.garage.clock.now_ms())?;
-    let timeout = timeout
-        .unwrap_or(DEFAULT_POLL_TIMEOUT)
-        .min(MAX_POLL_TIMEOUT);
     let p = partition(&ctx, partition_key);
     let item = ctx
         .garage
         .k2v
         .rpc
-        .poll_item(p, sort_key, causal_context, Duration::from_secs(timeout))
+        .poll_item(p, sort_key, causal_context, poll_timeout(timeout))
         .await?;
     match item {
         Some(i) => item_response(&i, accept),
@@ -258,6 +268,17 @@ mod tests {
             Err(ApiError::InvalidCausalityToken)
         ));
         assert!(parse_token("not a token!", now).is_err());
+    }
+
+    #[test]
+    fn poll_timeouts_are_capped() {
+        assert_eq!(
+            poll_timeout(None),
+            Duration::from_secs(DEFAULT_POLL_TIMEOUT)
+        );
+        assert_eq!(poll_timeout(Some(5)), Duration::from_secs(5));
+        assert_eq!(poll_timeout(Some(99_999_999)), Duration::from_secs(600));
+        assert_eq!(poll_timeout(Some(u64::MAX)), Duration::from_secs(600));
     }
 
     #[test]

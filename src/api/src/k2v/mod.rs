@@ -22,7 +22,7 @@ pub use ctx::ReqCtx;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
@@ -35,7 +35,7 @@ use garage_table::EmptyKey;
 use garage_util::data::Uuid;
 
 use crate::error::ApiError;
-use crate::http::{error_response, read_body, ResBody};
+use crate::http::{error_response, read_body_with_timeout, ResBody};
 use crate::signature::{check_body, parse_request, verify, SigningKeyCache};
 use metrics::K2VMetrics;
 use router::{parse_path, parse_query, Authorization, Endpoint};
@@ -48,6 +48,8 @@ pub struct K2VApiServer {
     pub region: String,
     /// Largest accepted body.
     pub max_body_size: u64,
+    /// Longest stall of a request body.
+    pub body_read_timeout: Duration,
     signing_keys: SigningKeyCache,
     key_cache: Mutex<HashMap<String, KeyCacheEntry>>,
     bucket_cache: Mutex<HashMap<String, BucketCacheEntry>>,
@@ -69,11 +71,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl K2VApiServer {
     /// A server for `garage`.
-    pub fn new(garage: Arc<Garage>, region: String, max_body_size: u64) -> Arc<Self> {
+    pub fn new(
+        garage: Arc<Garage>,
+        region: String,
+        max_body_size: u64,
+        body_read_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             garage,
             region,
             max_body_size,
+            body_read_timeout,
             signing_keys: SigningKeyCache::new(),
             key_cache: Mutex::new(HashMap::new()),
             bucket_cache: Mutex::new(HashMap::new()),
@@ -159,7 +167,13 @@ impl K2VApiServer {
         }
 
         let (parts, body) = req.into_parts();
-        let body = read_body(&parts.headers, body, self.max_body_size).await?;
+        let body = read_body_with_timeout(
+            &parts.headers,
+            body,
+            self.max_body_size,
+            self.body_read_timeout,
+        )
+        .await?;
         check_body(auth.payload_hash(), &body)?;
 
         let ctx = ReqCtx {

@@ -1,8 +1,6 @@
 //! PollRange: waits until an item of a range changes after a seen marker.
 //! Its answer items have the ReadBatch format.
 
-use std::time::Duration;
-
 use hyper::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +8,7 @@ use garage_model::k2v::item::K2VItemPartition;
 
 use super::batch::ReadBatchItem;
 use super::ctx::ReqCtx;
-use super::item::{DEFAULT_POLL_TIMEOUT, MAX_POLL_TIMEOUT};
+use super::item::poll_timeout;
 use super::range::key_range;
 use crate::error::ApiError;
 use crate::http::{empty, json, ResBody};
@@ -51,10 +49,7 @@ pub async fn handle_poll_range(
         q.end.as_deref(),
         false,
     )?;
-    let timeout = q
-        .timeout
-        .unwrap_or(DEFAULT_POLL_TIMEOUT)
-        .min(MAX_POLL_TIMEOUT);
+    let timeout = poll_timeout(q.timeout);
     let partition = K2VItemPartition {
         bucket_id: ctx.bucket_id,
         partition_key,
@@ -63,12 +58,7 @@ pub async fn handle_poll_range(
         .garage
         .k2v
         .rpc
-        .poll_range(
-            partition,
-            range,
-            q.seen_marker,
-            Duration::from_secs(timeout),
-        )
+        .poll_range(partition, range, q.seen_marker, timeout)
         .await?;
     match res {
         None => Ok(empty(StatusCode::NOT_MODIFIED)),
