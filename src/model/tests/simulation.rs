@@ -25,8 +25,8 @@ fn env_u64(name: &str) -> Option<u64> {
 
 fn describe(r: &Report) -> String {
     format!(
-        "seed {}: {} nodes, injected {:?}, network {:?}, {} acked + {} unknown writes, {} checked, {} lost",
-        r.seed, r.nodes, r.injected, r.net, r.acked, r.unknown, r.verdict.checked, r.verdict.lost
+        "seed {}: {} nodes, injected {:?}, network {:?}, {} acked + {} unknown writes, {} checked, {} lost, digest {:016x}",
+        r.seed, r.nodes, r.injected, r.net, r.acked, r.unknown, r.verdict.checked, r.verdict.lost, r.digest
     )
 }
 

@@ -138,18 +138,29 @@ pub fn check(
             }
         }
     }
+    v.violations.extend(counter_mismatches(state, counters));
+    v
+}
+
+/// The partition keys whose counters differ from the counts of `state`
+/// (a missing counter row counts as zeros).
+pub fn counter_mismatches(
+    state: &BTreeMap<Key, FinalItem>,
+    counters: &BTreeMap<String, Counts>,
+) -> Vec<String> {
     let expected = expected_counts(state);
     let pks: BTreeSet<&String> = expected.keys().chain(counters.keys()).collect();
+    let mut out = vec![];
     for pk in pks {
         let e = expected.get(pk).copied().unwrap_or_default();
         let got = counters.get(pk).copied().unwrap_or_default();
         if e != got {
-            v.violations.push(format!(
+            out.push(format!(
                 "counters of {pk:?}: expected {e:?}, the counter table says {got:?}"
             ));
         }
     }
-    v
+    out
 }
 
 #[cfg(test)]

@@ -48,7 +48,11 @@ pub struct Node {
     /// Its id.
     pub id: Uuid,
     dir: tempfile::TempDir,
-    disk: SimDisk,
+    /// The simulated disk, or None for the in-memory engine (faster; it
+    /// keeps every committed transaction across a restart, as a process
+    /// crash does, and cannot lose power).
+    disk: Option<SimDisk>,
+    memdb: Db,
     fsync: bool,
     clock: Clock,
     starts: u64,
@@ -81,15 +85,17 @@ impl Cluster {
         self.nodes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds and starts a node; `skew_ms` shifts its clock.
-    pub fn add_node(&self, fsync: bool, skew_ms: u64) -> usize {
+    /// Adds and starts a node, on a simulated disk or not; `skew_ms`
+    /// shifts its clock.
+    pub fn add_node(&self, on_disk: bool, fsync: bool, skew_ms: u64) -> usize {
         let mut nodes = self.nodes();
         let i = nodes.len();
         let b = u8::try_from(i + 1).expect("fewer than 255 nodes");
         nodes.push(Node {
             id: Uuid::from_bytes([b; 32]),
             dir: tempfile::tempdir().expect("tmp dir"),
-            disk: SimDisk::new(),
+            disk: on_disk.then(SimDisk::new),
+            memdb: Db::memory(),
             fsync,
             clock: Clock::tokio(1_700_000_000_000 + skew_ms),
             starts: 0,
@@ -115,9 +121,12 @@ impl Cluster {
         self.nodes()[i].live.is_some()
     }
 
-    /// Whether node `i` can lose power (it syncs every commit).
-    pub fn fsync(&self, i: usize) -> bool {
-        self.nodes()[i].fsync
+    /// Whether node `i` can lose power: it runs on a simulated disk and
+    /// syncs every commit (without fsync a power loss loses acknowledged
+    /// writes by design).
+    pub fn can_lose_power(&self, i: usize) -> bool {
+        let n = &self.nodes()[i];
+        n.disk.is_some() && n.fsync
     }
 
     /// The running state of node `i`.
@@ -154,7 +163,10 @@ impl Cluster {
             },
         )
         .expect("system over the surviving metadata dir");
-        let db = Db::open_sim(&n.disk, n.fsync).expect("db over the surviving disk");
+        let db = match &n.disk {
+            Some(disk) => Db::open_sim(disk, n.fsync).expect("db over the surviving disk"),
+            None => n.memdb.clone(),
+        };
         let rng = Rng::seeded(
             self.seed
                 .wrapping_mul(1000)
@@ -182,10 +194,12 @@ impl Cluster {
         let Some(live) = n.live.take() else { return };
         self.net.crash(n.id);
         let _ = live.stop.send(true);
-        if power_loss {
-            n.disk.power_loss(PowerLoss::DropUnsynced);
-        } else {
-            n.disk.crash();
+        if let Some(disk) = &n.disk {
+            if power_loss {
+                disk.power_loss(PowerLoss::DropUnsynced);
+            } else {
+                disk.crash();
+            }
         }
     }
 
