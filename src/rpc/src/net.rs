@@ -83,6 +83,11 @@ impl HandlerRegistry {
             .get(path)
             .cloned()
     }
+    /// Drops every handler (a stopped node: handlers hold the node's state,
+    /// which holds the transport, which holds this registry).
+    pub fn clear(&self) {
+        self.map.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
     /// Dispatches a request to the handler of `path`.
     pub async fn dispatch(&self, from: Uuid, path: &str, body: &[u8]) -> Result<Vec<u8>, String> {
         match self.get(path) {

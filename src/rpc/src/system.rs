@@ -145,7 +145,13 @@ pub struct System {
     table_sync: Mutex<BTreeMap<&'static str, Option<u64>>>,
     /// Wakes the tracker worker (a write finished, a sync pass completed).
     trackers_changed: Notify,
+    /// The last disk-space reading and when it was taken: `df` is a
+    /// process spawn, too costly for every status exchange.
+    disk_cache: Mutex<Option<(tokio::time::Instant, Option<(u64, u64)>)>>,
 }
+
+/// How long a disk-space reading is reused.
+const DISK_SPACE_TTL: Duration = Duration::from_secs(60);
 
 /// Held by a write while it uses the write sets of the layout: this node
 /// does not acknowledge a newer layout version (its `ack_map` entry) while
@@ -230,6 +236,7 @@ impl System {
             inflight: Mutex::new(BTreeMap::new()),
             table_sync: Mutex::new(BTreeMap::new()),
             trackers_changed: Notify::new(),
+            disk_cache: Mutex::new(None),
         });
         sys.endpoint.set_handler(sys.clone());
         Ok(sys)
@@ -481,7 +488,20 @@ impl System {
             replication_factor: self.config.rf,
             rpc_public_addr: self.config.rpc_public_addr,
             layout_digest: self.layout().digest(),
-            meta_disk: disk_space(&self.config.metadata_dir),
+            meta_disk: self.cached_disk_space(),
+        }
+    }
+
+    fn cached_disk_space(&self) -> Option<(u64, u64)> {
+        let mut c = self.disk_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        match *c {
+            Some((at, v)) if now.duration_since(at) < DISK_SPACE_TTL => v,
+            _ => {
+                let v = disk_space(&self.config.metadata_dir);
+                *c = Some((now, v));
+                v
+            }
         }
     }
 

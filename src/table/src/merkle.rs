@@ -362,9 +362,8 @@ impl<F: TableSchema> Worker for MerkleWorker<F> {
 
     async fn work(&mut self, _stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
         let trie = self.trie.clone();
-        let n = tokio::task::spawn_blocking(move || trie.update_batch())
-            .await
-            .map_err(|e| e.to_string())?
+        let n = garage_util::background::spawn_blocking(move || trie.update_batch())
+            .await?
             .map_err(|e| e.to_string())?;
         self.done += n as u64;
         Ok(if n > 0 {

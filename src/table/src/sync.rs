@@ -99,12 +99,12 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
     /// Hashes every dirty key into the Merkle tries.
     pub async fn flush_merkle(&self) -> Result<(), Error> {
         let trie = self.merkle.clone();
-        tokio::task::spawn_blocking(move || {
+        garage_util::background::spawn_blocking(move || {
             while trie.update_batch()? > 0 {}
             Ok::<(), Error>(())
         })
         .await
-        .map_err(|e| Error::Task(e.to_string()))?
+        .map_err(Error::Task)?
     }
 
     /// Compares the tries of `parts` with `peer` and pushes every local

@@ -4,6 +4,11 @@
 //! while it reports `Busy`, waits with `wait_for_work` when it reports
 //! `Idle`, backs off exponentially on errors, and stops every worker when
 //! the shared shutdown signal fires.
+//!
+//! Blocking work (database transactions) goes through [`spawn_blocking`],
+//! which a single-threaded simulation switches to inline execution with
+//! [`set_inline_blocking`]: a thread pool would make the interleaving of
+//! tasks depend on the OS scheduler, and a seed would not replay.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +16,33 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+thread_local! {
+    /// Whether [`spawn_blocking`] runs closures inline on this thread.
+    static INLINE_BLOCKING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes [`spawn_blocking`] run closures inline on the calling thread (for
+/// deterministic simulations on a current-thread runtime), or not.
+pub fn set_inline_blocking(inline: bool) {
+    INLINE_BLOCKING.with(|c| c.set(inline));
+}
+
+/// Runs blocking work off the async threads (tokio's blocking pool), or
+/// inline when [`set_inline_blocking`] asked for it on this thread. An
+/// `Err` says the closure panicked or its task was cancelled.
+pub async fn spawn_blocking<F, R>(f: F) -> Result<R, String>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    if INLINE_BLOCKING.with(|c| c.get()) {
+        return Ok(f());
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("blocking task failed: {e}"))
+}
 
 /// What a worker reports after one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

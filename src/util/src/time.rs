@@ -2,7 +2,9 @@
 //!
 //! Layers below the binary read the time only through [`Clock`], so a test
 //! can run several nodes in one process on a manual clock. The default clock
-//! is the system clock in milliseconds since the Unix epoch.
+//! is the system clock in milliseconds since the Unix epoch. A simulation
+//! uses [`Clock::tokio`], which follows tokio's (paused, auto-advancing)
+//! clock, so simulated minutes take milliseconds and replay identically.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,7 +13,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// A source of wall-clock time in milliseconds since the Unix epoch.
 #[derive(Clone, Debug)]
 pub struct Clock {
-    manual: Option<Arc<AtomicU64>>,
+    source: Source,
+}
+
+#[derive(Clone, Debug)]
+enum Source {
+    System,
+    Manual(Arc<AtomicU64>),
+    /// `start_ms` plus the tokio time elapsed since `base`.
+    Tokio {
+        base: tokio::time::Instant,
+        start_ms: u64,
+    },
 }
 
 impl Default for Clock {
@@ -23,24 +36,40 @@ impl Default for Clock {
 impl Clock {
     /// The system clock.
     pub fn system() -> Self {
-        Self { manual: None }
+        Self {
+            source: Source::System,
+        }
     }
     /// A clock that only moves when told to, starting at `start_ms`.
     pub fn manual(start_ms: u64) -> Self {
         Self {
-            manual: Some(Arc::new(AtomicU64::new(start_ms))),
+            source: Source::Manual(Arc::new(AtomicU64::new(start_ms))),
+        }
+    }
+    /// A clock reading `start_ms` now and moving with tokio's clock (for
+    /// simulations on a paused runtime). Must be called inside a runtime.
+    pub fn tokio(start_ms: u64) -> Self {
+        Self {
+            source: Source::Tokio {
+                base: tokio::time::Instant::now(),
+                start_ms,
+            },
         }
     }
     /// Milliseconds since the Unix epoch.
     pub fn now_ms(&self) -> u64 {
-        match &self.manual {
-            Some(t) => t.load(Ordering::SeqCst),
-            None => system_now_ms(),
+        match &self.source {
+            Source::Manual(t) => t.load(Ordering::SeqCst),
+            Source::System => system_now_ms(),
+            Source::Tokio { base, start_ms } => {
+                let ms = u64::try_from(base.elapsed().as_millis()).unwrap_or(u64::MAX);
+                start_ms.saturating_add(ms)
+            }
         }
     }
-    /// Moves a manual clock forward (no effect on the system clock).
+    /// Moves a manual clock forward (no effect on the other clocks).
     pub fn advance(&self, ms: u64) {
-        if let Some(t) = &self.manual {
+        if let Source::Manual(t) = &self.source {
             t.fetch_add(ms, Ordering::SeqCst);
         }
     }
@@ -91,6 +120,14 @@ mod tests {
         c.advance(5);
         assert_eq!(c.now_ms(), 1005);
         assert!(Clock::system().now_ms() > 1_600_000_000_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_follows_paused_time() {
+        let c = Clock::tokio(5000);
+        assert_eq!(c.now_ms(), 5000);
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert_eq!(c.now_ms(), 8000);
     }
 
     #[test]

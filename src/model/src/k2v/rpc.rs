@@ -202,7 +202,7 @@ impl Worker for CommitterWorker {
         let Some(h) = self.handler.upgrade() else {
             return Ok(WorkerState::Done);
         };
-        tokio::task::spawn_blocking(move || h.commit_group(batch))
+        garage_util::background::spawn_blocking(move || h.commit_group(batch))
             .await
             .map_err(|e| format!("grouped commit failed to run: {e}"))?;
         self.groups += 1;
