@@ -191,7 +191,10 @@ async fn write_read_catch_up_corruption_and_deletion() {
     // A block put with a wrong hash is refused by every node.
     let (h2, _) = block(9, 10);
     let err = sim.nodes[0].blocks.put(h2, data.clone()).await;
-    assert!(err.is_err(), "a block whose data does not match its hash was stored");
+    assert!(
+        err.is_err(),
+        "a block whose data does not match its hash was stored"
+    );
     assert!(!file_of(&sim.nodes[0].data, &h2).exists());
 
     let s = sim.nodes[0].blocks.stats();
@@ -226,7 +229,10 @@ async fn orphan_block_is_deleted_and_live_one_kept() {
     assert!(fo.is_file());
     eventually(30, "orphan deleted", || !fo.exists()).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(file_of(&n.data, &kept).is_file(), "referenced block deleted");
+    assert!(
+        file_of(&n.data, &kept).is_file(),
+        "referenced block deleted"
+    );
     assert_eq!(n.blocks.get(&kept).await.expect("get"), kept_data);
     assert!(n.blocks.get(&orphan).await.is_err());
     let s = n.blocks.stats();
@@ -236,7 +242,10 @@ async fn orphan_block_is_deleted_and_live_one_kept() {
     // check fails and is retried; the error is counted.
     std::fs::remove_file(file_of(&n.data, &kept)).expect("rm");
     n.blocks.launch_repair();
-    eventually(20, "failing block recorded", || n.blocks.stats().resync_errors == 1).await;
+    eventually(20, "failing block recorded", || {
+        n.blocks.stats().resync_errors == 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,7 +260,9 @@ async fn layout_change_hands_blocks_off() {
         sim.nodes[0].blocks.put(h, d).await.expect("put");
         hashes.push(h);
     }
-    assert!(hashes.iter().all(|h| file_of(&sim.nodes[0].data, h).is_file()));
+    assert!(hashes
+        .iter()
+        .all(|h| file_of(&sim.nodes[0].data, h).is_file()));
     apply_layout(&sim, &[(0, false), (1, true)]).await;
     for h in hashes.iter() {
         let f = file_of(&sim.nodes[1].data, h);
@@ -261,7 +272,12 @@ async fn layout_change_hands_blocks_off() {
         let f = file_of(&sim.nodes[0].data, h);
         eventually(60, "old holder deletes the block", || !f.exists()).await;
         assert_eq!(
-            sim.nodes[1].blocks.get(h).await.expect("get from new holder").len(),
+            sim.nodes[1]
+                .blocks
+                .get(h)
+                .await
+                .expect("get from new holder")
+                .len(),
             3000
         );
     }
