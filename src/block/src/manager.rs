@@ -658,3 +658,113 @@ impl Handler<BlockRpc> for BlockManager {
         self.handle_local(msg).await.map_err(|e| e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block_ref_table::BlockRef;
+    use garage_rpc::layout::NodeRole;
+    use garage_rpc::memory_transport::MemoryNetwork;
+    use garage_rpc::system::SystemConfig;
+
+    fn node(net: &Arc<MemoryNetwork>, i: u8, dir: &std::path::Path) -> Arc<BlockManager> {
+        let system = System::new(
+            net.add_node(Uuid::from_bytes([i; 32])),
+            SystemConfig {
+                metadata_dir: dir.to_path_buf(),
+                rf: 1,
+                consistency: "consistent".into(),
+                rpc_timeout: Duration::from_secs(2),
+                rpc_public_addr: None,
+            },
+        )
+        .expect("system");
+        let text = format!(
+            "metadata_dir = \"{d}\"\ndata_dir = \"{d}/data\"\nreplication_factor = 1\n\
+             rpc_bind_addr = \"127.0.0.1:1\"\ntombstone_gc_delay_secs = 60\n\
+             [s3_api]\ns3_region = \"garage\"\n",
+            d = dir.display()
+        );
+        let cfg = Config::parse(&text, std::path::Path::new("t.toml"))
+            .expect("config")
+            .0;
+        BlockManager::new(&cfg, Db::memory(), system, Clock::system()).expect("manager")
+    }
+
+    /// Gives every node a layout where only `holder` stores data, with no
+    /// older version kept active.
+    async fn only(nodes: &[&Arc<BlockManager>], holder: &Arc<BlockManager>) {
+        let mut l = (*nodes[0].system.layout()).clone();
+        for n in nodes {
+            if n.system.id == holder.system.id {
+                l.stage_assign(
+                    n.system.id,
+                    NodeRole {
+                        zone: "z".into(),
+                        capacity: Some(1 << 30),
+                        tags: vec![],
+                    },
+                )
+                .expect("assign");
+            } else {
+                l.stage_remove(n.system.id);
+            }
+        }
+        let next = l.current().version + 1;
+        let (mut applied, _) = l.apply_staged_changes(Some(next)).expect("apply");
+        applied.keep_only_current();
+        for n in nodes {
+            n.system.merge_layout(&applied).await.expect("merge");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_former_holder_offers_referenced_blocks_to_the_new_one() {
+        let net = MemoryNetwork::new();
+        let (da, db) = (
+            tempfile::tempdir().expect("a"),
+            tempfile::tempdir().expect("b"),
+        );
+        let a = node(&net, 1, da.path());
+        let b = node(&net, 2, db.path());
+        only(&[&a, &b], &a).await;
+        let data = vec![5u8; 4000];
+        let h = blake2sum(&data);
+        let r = BlockRef {
+            block: h,
+            version: Uuid::from_bytes([9; 32]),
+            deleted: false,
+        };
+        a.block_ref_table().insert(&r).await.expect("ref");
+        a.put(h, Bytes::from(data.clone())).await.expect("put");
+        assert!(a.store.exists(&h) && !b.store.exists(&h));
+
+        // B now stores everything; it got the reference (as anti-entropy
+        // would bring it) but not the block. A still references it.
+        only(&[&a, &b], &b).await;
+        b.block_ref_table().insert(&r).await.expect("ref on b");
+        assert!(b.needs(&h).await.expect("needs"));
+        assert!(!a.needs(&h).await.expect("needs"));
+
+        // A's check hands it over, and keeps its copy while referenced.
+        a.check(&h).await.expect("check");
+        assert!(b.store.exists(&h), "block not handed off");
+        assert!(a.store.exists(&h));
+        assert!(!b.needs(&h).await.expect("needs"));
+        assert_eq!(b.get(&h).await.expect("get"), data);
+
+        // With B unreachable, a hand-off cannot complete: the check fails
+        // (to be retried), and nothing is deleted.
+        net.set_down(b.system.id, true);
+        let other = vec![6u8; 10];
+        let h2 = blake2sum(&other);
+        a.write_local(h2, other, true).await.expect("local");
+        let tx: garage_db::TxResult<(), garage_db::Error> = a.db.transaction(|tx| {
+            a.rc.add_tx(tx, &h2, 1, 0)?;
+            Ok(())
+        });
+        tx.expect("rc");
+        assert!(a.check(&h2).await.is_err());
+        assert!(a.store.exists(&h2));
+    }
+}
