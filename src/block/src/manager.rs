@@ -268,11 +268,15 @@ impl BlockManager {
     pub async fn info(&self, hash: &Hash) -> Result<BlockInfo, BlockError> {
         let store = self.store.clone();
         let h = *hash;
-        let path = tokio::task::spawn_blocking(move || store.find(&h)).await?;
-        let size = match &path {
-            Some(p) => std::fs::metadata(p).ok().map(|m| m.len()),
-            None => None,
-        };
+        let (path, size) = tokio::task::spawn_blocking(move || {
+            let path = store.find(&h);
+            let size = path
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len());
+            (path, size)
+        })
+        .await?;
         let refcount = match self.rc.get(hash)? {
             None => RefCount::Absent,
             Some(Rc::Live(n)) => RefCount::Live(n),
