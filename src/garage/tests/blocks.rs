@@ -79,8 +79,11 @@ async fn unreferenced_block_files_are_deleted_after_the_delay() {
             .any(|l| l.starts_with("table_size{table_name=\"block_ref\"}")),
         "{body}"
     );
+    let out = node.cli_ok(&["repair", "--yes", "scrub", "start"]);
+    assert!(out.contains("Scrub started"), "{out}");
     let workers = node.cli_ok(&["worker", "list"]);
     assert!(workers.contains("block resync"), "{workers}");
+    assert!(workers.contains("block scrub"), "{workers}");
     assert!(workers.contains("block_ref anti-entropy"), "{workers}");
 
     // Nothing failed; bad input is refused with a message.
