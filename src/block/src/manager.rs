@@ -467,6 +467,10 @@ impl BlockManager {
     /// Records a present block without reference state as unreferenced
     /// since now, queued for a check after the delay.
     pub(crate) fn mark_if_unreferenced(&self, hash: &Hash) -> Result<(), BlockError> {
+        // The usual case (the reference came first) needs no write.
+        if self.rc.get(hash)?.is_some() {
+            return Ok(());
+        }
         let now = self.clock.now_ms();
         let when = now.saturating_add(self.delete_delay_ms);
         let r: garage_db::TxResult<bool, garage_db::Error> = self.db.transaction(|tx| {
