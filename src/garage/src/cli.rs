@@ -83,6 +83,9 @@ pub enum Command {
     Worker(WorkerCmd),
     /// Start a repair on the node.
     Repair(RepairOpt),
+    /// The data blocks of the node.
+    #[command(subcommand)]
+    Block(BlockCmd),
     /// Inspect the node's internal state.
     #[command(subcommand)]
     Debug(DebugCmd),
@@ -93,6 +96,27 @@ pub enum Command {
 pub enum WorkerCmd {
     /// List the background workers with their state and queues.
     List,
+}
+
+/// `garage block`.
+#[derive(Subcommand, Debug, Clone, Serialize, Deserialize)]
+pub enum BlockCmd {
+    /// List the blocks whose last resync check failed.
+    ListErrors,
+    /// Show what the node knows of one block: file, reference count,
+    /// references, resync errors.
+    Info {
+        /// The block hash (64 hex digits).
+        hash: String,
+    },
+    /// Check failing blocks now instead of at their next retry time.
+    RetryNow {
+        /// Every failing block.
+        #[arg(long = "all")]
+        all: bool,
+        /// These blocks (64 hex digits each).
+        blocks: Vec<String>,
+    },
 }
 
 /// `garage repair`.
@@ -111,6 +135,23 @@ pub struct RepairOpt {
 pub enum RepairWhat {
     /// Run a full anti-entropy pass of every table with every peer now.
     Tables,
+    /// Check every block this node stores or references: fetch missing
+    /// ones, hand off those it no longer stores, delete unreferenced ones
+    /// past their delay.
+    Blocks,
+    /// Read back every stored block and check it against its hash.
+    Scrub {
+        /// What to do with the scrub.
+        #[command(subcommand)]
+        cmd: ScrubCmd,
+    },
+}
+
+/// `garage repair scrub`.
+#[derive(Subcommand, Debug, Clone, Serialize, Deserialize)]
+pub enum ScrubCmd {
+    /// Start a scrub now (corrupt copies are replaced from other nodes).
+    Start,
 }
 
 /// `garage debug`.
@@ -119,7 +160,8 @@ pub enum DebugCmd {
     /// Print the Merkle root of every partition of a table on this node
     /// (after hashing pending changes), to compare replicas.
     MerkleRoots {
-        /// The table: k2v_item, k2v_index_counter, key, bucket, bucket_alias.
+        /// The table: k2v_item, k2v_index_counter, key, bucket, bucket_alias,
+        /// block_ref.
         table: String,
     },
     /// Count the entries (and tombstones among them) a table stores on

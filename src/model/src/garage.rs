@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use garage_block::BlockManager;
 use garage_db::Db;
 use garage_rpc::system::System;
 use garage_table::{FullCopySyncWorker, MerkleWorker, Table, TableFullReplication};
@@ -34,6 +35,8 @@ pub struct Garage {
     pub bucket_table: Arc<Table<BucketTable, TableFullReplication>>,
     /// Global bucket names.
     pub bucket_alias_table: Arc<Table<BucketAliasTable, TableFullReplication>>,
+    /// Data blocks of objects and their reference table.
+    pub block_manager: Arc<BlockManager>,
     /// K2V state.
     #[cfg(feature = "k2v")]
     pub k2v: K2VState,
@@ -61,6 +64,9 @@ pub enum GarageError {
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] garage_db::Error),
+    /// The block store failed to open.
+    #[error(transparent)]
+    Block(#[from] garage_block::BlockError),
 }
 
 impl Garage {
@@ -96,6 +102,7 @@ impl Garage {
             db.clone(),
             clock.clone(),
         )?;
+        let block_manager = BlockManager::new(&config, db.clone(), system.clone(), clock.clone())?;
 
         #[cfg(feature = "k2v")]
         let k2v = {
@@ -152,6 +159,7 @@ impl Garage {
             key_table,
             bucket_table,
             bucket_alias_table,
+            block_manager,
             #[cfg(feature = "k2v")]
             k2v,
         }))
@@ -175,6 +183,7 @@ impl Garage {
         bg.spawn_worker(MerkleWorker::new(self.key_table.merkle().clone()));
         bg.spawn_worker(MerkleWorker::new(self.bucket_table.merkle().clone()));
         bg.spawn_worker(MerkleWorker::new(self.bucket_alias_table.merkle().clone()));
+        self.block_manager.spawn_workers(bg);
         #[cfg(feature = "k2v")]
         {
             let sync = std::time::Duration::from_secs(self.config.sync_interval_secs.max(1));
