@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use garage_db::Db;
 use garage_rpc::system::System;
-use garage_table::{FullCopySyncWorker, MerkleWorker, Table, TableFullReplication};
-#[cfg(feature = "k2v")]
-use garage_table::{GcWorker, SyncWorker};
+use garage_table::{
+    FullCopySyncWorker, GcWorker, MerkleWorker, SyncWorker, Table, TableFullReplication,
+    TableShardedReplication,
+};
 use garage_util::background::BackgroundRunner;
 use garage_util::config::Config;
 use garage_util::rng::Rng;
@@ -15,6 +16,9 @@ use garage_util::time::Clock;
 use crate::bucket_alias_table::BucketAliasTable;
 use crate::bucket_table::BucketTable;
 use crate::key_table::KeyTable;
+use crate::s3::object_table::ObjectTable;
+use crate::s3::version_table::VersionTable;
+use crate::s3::{Cascade, S3State};
 
 /// Everything a node serves from.
 pub struct Garage {
@@ -34,6 +38,8 @@ pub struct Garage {
     pub bucket_table: Arc<Table<BucketTable, TableFullReplication>>,
     /// Global bucket names.
     pub bucket_alias_table: Arc<Table<BucketAliasTable, TableFullReplication>>,
+    /// S3 state: objects and versions.
+    pub s3: S3State,
     /// K2V state.
     #[cfg(feature = "k2v")]
     pub k2v: K2VState,
@@ -97,6 +103,40 @@ impl Garage {
             clock.clone(),
         )?;
 
+        let s3 = {
+            let cascade = Arc::new(Cascade::default());
+            let c1 = cascade.clone();
+            let object_table = Table::new(
+                Arc::new(ObjectTable {
+                    on_dropped: Arc::new(move |b, k, v| c1.drop_versions(b, k, v)),
+                }),
+                TableShardedReplication {
+                    system: system.clone(),
+                },
+                system.clone(),
+                db.clone(),
+                clock.clone(),
+            )?;
+            let c2 = cascade.clone();
+            let version_table = Table::new(
+                Arc::new(VersionTable {
+                    on_deleted: Arc::new(move |v, blocks| c2.release_blocks(v, blocks)),
+                }),
+                TableShardedReplication {
+                    system: system.clone(),
+                },
+                system.clone(),
+                db.clone(),
+                clock.clone(),
+            )?;
+            let _ = cascade.versions.set(version_table.clone());
+            S3State {
+                object_table,
+                version_table,
+                cascade,
+            }
+        };
+
         #[cfg(feature = "k2v")]
         let k2v = {
             use crate::k2v::counter_table::{CounterTable, IndexCounter};
@@ -152,6 +192,7 @@ impl Garage {
             key_table,
             bucket_table,
             bucket_alias_table,
+            s3,
             #[cfg(feature = "k2v")]
             k2v,
         }))
@@ -175,10 +216,20 @@ impl Garage {
         bg.spawn_worker(MerkleWorker::new(self.key_table.merkle().clone()));
         bg.spawn_worker(MerkleWorker::new(self.bucket_table.merkle().clone()));
         bg.spawn_worker(MerkleWorker::new(self.bucket_alias_table.merkle().clone()));
+        let sync = std::time::Duration::from_secs(self.config.sync_interval_secs.max(1));
+        let gc = std::time::Duration::from_secs(self.config.tombstone_gc_delay_secs);
+        {
+            let objects = &self.s3.object_table;
+            let versions = &self.s3.version_table;
+            bg.spawn_worker(MerkleWorker::new(objects.merkle().clone()));
+            bg.spawn_worker(MerkleWorker::new(versions.merkle().clone()));
+            bg.spawn_worker(SyncWorker::new(objects.clone(), sync));
+            bg.spawn_worker(SyncWorker::new(versions.clone(), sync));
+            bg.spawn_worker(GcWorker::new(objects.clone(), gc));
+            bg.spawn_worker(GcWorker::new(versions.clone(), gc));
+        }
         #[cfg(feature = "k2v")]
         {
-            let sync = std::time::Duration::from_secs(self.config.sync_interval_secs.max(1));
-            let gc = std::time::Duration::from_secs(self.config.tombstone_gc_delay_secs);
             let items = &self.k2v.item_table;
             let counters = &self.k2v.counter_table;
             if let Some(w) = self.k2v.rpc.committer_worker() {
