@@ -76,12 +76,17 @@ impl AdminRpcHandler {
                 g.key_table.sync_trigger().request();
                 g.bucket_table.sync_trigger().request();
                 g.bucket_alias_table.sync_trigger().request();
+                g.block_manager.block_ref_table().sync_trigger().request();
                 #[cfg(feature = "k2v")]
                 {
                     g.k2v.item_table.sync_trigger().request();
                     g.k2v.counter_table.sync_trigger().request();
                 }
                 "Repair launched: a full anti-entropy pass of every table with every peer.".into()
+            }
+            RepairWhat::Blocks => {
+                self.garage.block_manager.launch_repair();
+                "Repair launched: every block stored or referenced on this node is queued for a check.".into()
             }
         }
     }
@@ -94,6 +99,7 @@ impl AdminRpcHandler {
                     "key" => roots_of(&g.key_table, 1).await?,
                     "bucket" => roots_of(&g.bucket_table, 1).await?,
                     "bucket_alias" => roots_of(&g.bucket_alias_table, 1).await?,
+                    "block_ref" => roots_of(g.block_manager.block_ref_table(), 256).await?,
                     #[cfg(feature = "k2v")]
                     "k2v_item" => roots_of(&g.k2v.item_table, 256).await?,
                     #[cfg(feature = "k2v")]
@@ -113,6 +119,7 @@ impl AdminRpcHandler {
                     "key" => count_of(&g.key_table)?,
                     "bucket" => count_of(&g.bucket_table)?,
                     "bucket_alias" => count_of(&g.bucket_alias_table)?,
+                    "block_ref" => count_of(g.block_manager.block_ref_table())?,
                     #[cfg(feature = "k2v")]
                     "k2v_item" => count_of(&g.k2v.item_table)?,
                     #[cfg(feature = "k2v")]

@@ -111,6 +111,10 @@ pub struct RepairOpt {
 pub enum RepairWhat {
     /// Run a full anti-entropy pass of every table with every peer now.
     Tables,
+    /// Check every block this node stores or references: fetch missing
+    /// ones, hand off those it no longer stores, delete unreferenced ones
+    /// past their delay.
+    Blocks,
 }
 
 /// `garage debug`.
@@ -119,7 +123,8 @@ pub enum DebugCmd {
     /// Print the Merkle root of every partition of a table on this node
     /// (after hashing pending changes), to compare replicas.
     MerkleRoots {
-        /// The table: k2v_item, k2v_index_counter, key, bucket, bucket_alias.
+        /// The table: k2v_item, k2v_index_counter, key, bucket, bucket_alias,
+        /// block_ref.
         table: String,
     },
     /// Count the entries (and tombstones among them) a table stores on

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use garage_block::BlockManager;
 use garage_db::Db;
 use garage_rpc::system::System;
 use garage_table::{
@@ -38,6 +39,8 @@ pub struct Garage {
     pub bucket_table: Arc<Table<BucketTable, TableFullReplication>>,
     /// Global bucket names.
     pub bucket_alias_table: Arc<Table<BucketAliasTable, TableFullReplication>>,
+    /// Data blocks of objects and their reference table.
+    pub block_manager: Arc<BlockManager>,
     /// S3 state: objects and versions.
     pub s3: S3State,
     /// K2V state.
@@ -67,6 +70,9 @@ pub enum GarageError {
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] garage_db::Error),
+    /// The block store failed to open.
+    #[error(transparent)]
+    Block(#[from] garage_block::BlockError),
 }
 
 impl Garage {
@@ -102,6 +108,7 @@ impl Garage {
             db.clone(),
             clock.clone(),
         )?;
+        let block_manager = BlockManager::new(&config, db.clone(), system.clone(), clock.clone())?;
 
         let s3 = {
             let cascade = Arc::new(Cascade::default());
@@ -192,6 +199,7 @@ impl Garage {
             key_table,
             bucket_table,
             bucket_alias_table,
+            block_manager,
             s3,
             #[cfg(feature = "k2v")]
             k2v,
@@ -216,6 +224,7 @@ impl Garage {
         bg.spawn_worker(MerkleWorker::new(self.key_table.merkle().clone()));
         bg.spawn_worker(MerkleWorker::new(self.bucket_table.merkle().clone()));
         bg.spawn_worker(MerkleWorker::new(self.bucket_alias_table.merkle().clone()));
+        self.block_manager.spawn_workers(bg);
         let sync = std::time::Duration::from_secs(self.config.sync_interval_secs.max(1));
         let gc = std::time::Duration::from_secs(self.config.tombstone_gc_delay_secs);
         {

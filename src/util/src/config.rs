@@ -45,8 +45,14 @@ pub enum ConfigError {
 pub struct Config {
     /// Where metadata (the database, node key, layout) lives.
     pub metadata_dir: PathBuf,
-    /// Where object data would live (kept for Garage compatibility).
+    /// Where the data blocks of objects live (see [`DataDir::dirs`]).
     pub data_dir: DataDir,
+    /// fsync every data block (and its directory) before acknowledging it.
+    #[serde(default)]
+    pub data_fsync: bool,
+    /// Size of the data blocks objects are cut into (`1MiB` by default).
+    #[serde(default = "default_block_size", deserialize_with = "deserialize_size")]
+    pub block_size: u64,
     /// The metadata engine: `redb` (default) or `sled`, `memory`.
     #[serde(default = "default_db_engine")]
     pub db_engine: String,
@@ -98,14 +104,106 @@ pub struct Config {
     pub admin: AdminConfig,
 }
 
-/// `data_dir`: a path, or Garage's list of `{path, capacity}`.
+/// `data_dir`: a path, or Garage's list of `{path, capacity}` /
+/// `{path, read_only = true}` tables.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum DataDir {
     /// One directory.
     Single(PathBuf),
-    /// Several directories (accepted, unused by a K2V-only node).
+    /// Several directories, as TOML tables (checked by [`DataDir::dirs`]).
     Multiple(Vec<toml::Table>),
+}
+
+/// One directory of `data_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDirEntry {
+    /// The directory.
+    pub path: PathBuf,
+    /// Its share of new blocks, in bytes (None: read-only, or the single
+    /// directory of a plain `data_dir = "..."`).
+    pub capacity: Option<u64>,
+    /// Blocks are read from it but never written to it.
+    pub read_only: bool,
+}
+
+impl DataDir {
+    /// The directories, checked: each list entry has a `path` and either a
+    /// `capacity` (a size, > 0) or `read_only = true`, not both; paths are
+    /// distinct; at least one directory is writable.
+    pub fn dirs(&self) -> Result<Vec<DataDirEntry>, ConfigError> {
+        let bad = |message: String| ConfigError::Invalid {
+            key: "data_dir",
+            message,
+        };
+        let list = match self {
+            DataDir::Single(p) => {
+                return Ok(vec![DataDirEntry {
+                    path: p.clone(),
+                    capacity: None,
+                    read_only: false,
+                }])
+            }
+            DataDir::Multiple(list) => list,
+        };
+        let mut out: Vec<DataDirEntry> = Vec::with_capacity(list.len());
+        for (i, t) in list.iter().enumerate() {
+            for k in t.keys() {
+                if !["path", "capacity", "read_only"].contains(&k.as_str()) {
+                    return Err(bad(format!("entry {i}: unknown key `{k}`")));
+                }
+            }
+            let path = match t.get("path") {
+                Some(toml::Value::String(s)) if !s.is_empty() => PathBuf::from(s),
+                _ => return Err(bad(format!("entry {i}: `path` (a string) is required"))),
+            };
+            let read_only = match t.get("read_only") {
+                None => false,
+                Some(toml::Value::Boolean(b)) => *b,
+                Some(_) => return Err(bad(format!("entry {i}: `read_only` must be a boolean"))),
+            };
+            let capacity = match t.get("capacity") {
+                None => None,
+                Some(toml::Value::Integer(n)) if *n > 0 => Some(*n as u64),
+                Some(toml::Value::String(s)) => {
+                    Some(parse_size(s).map_err(|e| bad(format!("entry {i}: capacity: {e}")))?)
+                }
+                Some(_) => {
+                    return Err(bad(format!(
+                        "entry {i}: `capacity` must be a positive size"
+                    )))
+                }
+            };
+            match (capacity, read_only) {
+                (Some(0), false) => {
+                    return Err(bad(format!("entry {i}: `capacity` must be above 0")))
+                }
+                (Some(_), true) => {
+                    return Err(bad(format!(
+                        "entry {i}: a read-only directory takes no `capacity`"
+                    )))
+                }
+                (None, false) => {
+                    return Err(bad(format!(
+                        "entry {i}: set `capacity` or `read_only = true`"
+                    )))
+                }
+                _ => (),
+            }
+            if out.iter().any(|d| d.path == path) {
+                return Err(bad(format!("{} is listed twice", path.display())));
+            }
+            out.push(DataDirEntry {
+                path,
+                capacity,
+                read_only,
+            });
+        }
+        if !out.iter().any(|d| !d.read_only) {
+            return Err(bad("no writable directory (all are read_only)".into()));
+        }
+        Ok(out)
+    }
 }
 
 /// `[s3_api]`.
@@ -292,6 +390,9 @@ fn default_sync_interval() -> u64 {
 fn default_max_body() -> u64 {
     64 << 20
 }
+fn default_block_size() -> u64 {
+    1 << 20
+}
 
 fn deserialize_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
@@ -375,6 +476,8 @@ const USED_KEYS: &[(&str, &[&str])] = &[
             "data_dir",
             "db_engine",
             "metadata_fsync",
+            "data_fsync",
+            "block_size",
             "replication_factor",
             "consistency_mode",
             "replication_mode",
@@ -412,11 +515,9 @@ const GARAGE_ONLY_KEYS: &[(&str, &[&str])] = &[
         "",
         &[
             "metadata_snapshots_dir",
-            "data_fsync",
             "metadata_auto_snapshot_interval",
             "disable_scrub",
             "use_local_tz",
-            "block_size",
             "block_ram_buffer_max",
             "block_max_concurrent_reads",
             "lmdb_map_size",
@@ -619,6 +720,13 @@ impl Config {
             }
             Some(_) => (),
         }
+        self.data_dir.dirs()?;
+        if self.block_size == 0 {
+            return Err(ConfigError::Invalid {
+                key: "block_size",
+                message: "must be above 0".into(),
+            });
+        }
         let cm = self
             .consistency_mode
             .get_or_insert_with(|| "consistent".into());
@@ -814,6 +922,47 @@ admin_token = "x"
             Err(ConfigError::Read { .. })
         ));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn data_dirs_and_block_keys() {
+        let (cfg, notices) = Config::parse(GARAGE_CFG, Path::new("g.toml")).expect("parse");
+        assert_eq!(cfg.block_size, 1_000_000);
+        assert!(!cfg.data_fsync);
+        assert!(!notices
+            .iter()
+            .any(|n| matches!(n, ConfigNotice::Unused { key } if key == "block_size")));
+        let d = cfg.data_dir.dirs().expect("single");
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].path, PathBuf::from("/tmp/data"));
+
+        let multi = GARAGE_CFG.replace(
+            "data_dir = \"/tmp/data\"\n",
+            "data_dir = [{ path = \"/a\", capacity = \"2T\" }, \
+             { path = \"/b\", read_only = true }, { path = \"/c\", capacity = 1000 }]\n\
+             data_fsync = true\n",
+        );
+        let (cfg, _) = Config::parse(&multi, Path::new("g.toml")).expect("multi");
+        assert!(cfg.data_fsync);
+        let d = cfg.data_dir.dirs().expect("dirs");
+        assert_eq!(d[0].capacity, Some(2_000_000_000_000));
+        assert!(d[1].read_only && d[1].capacity.is_none());
+        assert_eq!(d[2].capacity, Some(1000));
+
+        for wrong in [
+            "data_dir = [{ path = \"/a\" }]\n",
+            "data_dir = [{ path = \"/a\", capacity = \"1G\", read_only = true }]\n",
+            "data_dir = [{ path = \"/a\", read_only = true }]\n",
+            "data_dir = [{ capacity = \"1G\" }]\n",
+            "data_dir = [{ path = \"/a\", capacity = \"1G\" }, { path = \"/a\", capacity = 5 }]\n",
+            "data_dir = [{ path = \"/a\", capacity = \"many\" }]\n",
+        ] {
+            let text = GARAGE_CFG.replace("data_dir = \"/tmp/data\"\n", wrong);
+            let e = Config::parse(&text, Path::new("g.toml")).expect_err(wrong);
+            assert!(e.to_string().contains("data_dir"), "{wrong}: {e}");
+        }
+        let zero = GARAGE_CFG.replace("block_size = \"1M\"", "block_size = 0");
+        assert!(Config::parse(&zero, Path::new("g.toml")).is_err());
     }
 
     #[test]
