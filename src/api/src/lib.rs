@@ -6,6 +6,7 @@
 //! - [`http`]: body types, the JSON error response, body limits.
 //! - [`error`]: [`error::ApiError`], each variant mapped to a status and code.
 //! - `k2v` (feature `k2v`): the K2V router and handlers.
+//! - [`s3`]: the S3 router, handlers, XML and streamed bodies.
 //! - [`admin`]: the admin API v1 (health, status, layout, keys, buckets).
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -15,5 +16,6 @@ pub mod error;
 pub mod http;
 #[cfg(feature = "k2v")]
 pub mod k2v;
+pub mod s3;
 pub mod server;
 pub mod signature;

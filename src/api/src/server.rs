@@ -11,14 +11,15 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::http::ResBody;
-
 /// Accepts HTTP/1.1 connections on `listener` and answers each request with
-/// `handler`, until `stop` becomes true.
-pub async fn run<F, Fut>(listener: TcpListener, mut stop: watch::Receiver<bool>, handler: F)
+/// `handler`, until `stop` becomes true. The response body may be any body
+/// (a full buffer for K2V and admin, a stream of blocks for S3).
+pub async fn run<F, Fut, B>(listener: TcpListener, mut stop: watch::Receiver<bool>, handler: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ResBody>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut backoff_ms = 10u64;
     loop {

@@ -414,11 +414,13 @@ impl AdminRpcHandler {
             });
         };
         let items = g.bucket_k2v_entries(&b.id).await?;
+        let (objects, bytes, uploads) = g.bucket_object_counts(&b.id).await?;
         let mut s = String::new();
         let _ = writeln!(s, "Bucket: {}", b.id.to_hex());
         let _ = writeln!(s);
-        let _ = writeln!(s, "Size: {} ({})", format_size(0), format_size(0));
-        let _ = writeln!(s, "Objects: 0");
+        let _ = writeln!(s, "Size: {} ({bytes} B)", format_size(bytes));
+        let _ = writeln!(s, "Objects: {objects}");
+        let _ = writeln!(s, "Unfinished uploads: {uploads}");
         let _ = writeln!(s, "K2V items: {items}");
         let _ = writeln!(s);
         let _ = writeln!(s, "Website access: false");

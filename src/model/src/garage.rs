@@ -137,10 +137,12 @@ impl Garage {
                 clock.clone(),
             )?;
             let _ = cascade.versions.set(version_table.clone());
+            let _ = cascade
+                .block_refs
+                .set(block_manager.block_ref_table().clone());
             S3State {
                 object_table,
                 version_table,
-                cascade,
             }
         };
 

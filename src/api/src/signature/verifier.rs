@@ -19,6 +19,7 @@ use super::date::{format_amz_date, parse_amz_date, parse_http_date};
 use super::error::{SigError, SigErrorKind};
 use super::payload::PayloadHash;
 use super::signing_key_cache::{constant_time_eq, hmac_sha256, SigningKeyCache};
+use super::streaming::ChunkSigner;
 
 /// A header-signed request may be this far from the server clock, in either direction.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 15 * 60;
@@ -39,6 +40,7 @@ pub struct ParsedAuth {
     /// The access key id of the credential.
     pub key_id: String,
     pub(crate) date8: String,
+    pub(crate) datetime: String,
     pub(crate) region: String,
     pub(crate) service: String,
     /// Kept to log it when the signature does not match: the usual way to debug a client.
@@ -58,6 +60,24 @@ impl ParsedAuth {
     /// What the body must hash to; pass it to [`super::check_body`] once the body is read.
     pub fn payload_hash(&self) -> &PayloadHash {
         &self.payload_hash
+    }
+
+    /// The checker of the chunk signatures of a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` body,
+    /// seeded with this request's signature (call after [`verify`] succeeded).
+    pub fn chunk_verifier(&self, secret: &str, cache: &SigningKeyCache) -> ChunkSigner {
+        let key = cache.get(
+            &self.key_id,
+            secret,
+            &self.date8,
+            &self.region,
+            &self.service,
+        );
+        ChunkSigner::new(
+            key,
+            &self.datetime,
+            &scope(&self.date8, &self.region, &self.service),
+            self.signature,
+        )
     }
 
     /// Whether the signature came from presigned query parameters.
@@ -419,6 +439,7 @@ impl Ctx<'_> {
         Ok(ParsedAuth {
             key_id: cred.key_id.to_owned(),
             date8: cred.date8.to_owned(),
+            datetime: datetime.to_owned(),
             region: cred.region.to_owned(),
             service: cred.service.to_owned(),
             canonical_request: canonical,

@@ -16,6 +16,7 @@ pub mod version_table;
 
 use std::sync::{Arc, OnceLock};
 
+use garage_block::{BlockRef, BlockRefTable};
 use garage_table::{Table, TableShardedReplication};
 use garage_util::data::{Hash, Uuid};
 
@@ -31,8 +32,11 @@ pub type VersionTableT = Table<VersionTable, TableShardedReplication>;
 #[derive(Default)]
 pub(crate) struct Cascade {
     pub(crate) versions: OnceLock<Arc<VersionTableT>>,
-    pub(crate) release: OnceLock<Arc<dyn Fn(Uuid, Vec<Hash>) + Send + Sync>>,
+    pub(crate) block_refs: OnceLock<Arc<BlockRefTableT>>,
 }
+
+/// The block reference table type.
+pub type BlockRefTableT = Table<BlockRefTable, TableShardedReplication>;
 
 impl Cascade {
     /// Marks the versions deleted in the version table (in the background).
@@ -56,9 +60,25 @@ impl Cascade {
 
     /// Releases the block references of a deleted version.
     pub(crate) fn release_blocks(&self, version: Uuid, blocks: Vec<Hash>) {
-        if let Some(f) = self.release.get() {
-            f(version, blocks);
-        }
+        let (Some(t), Ok(rt)) = (
+            self.block_refs.get().cloned(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        rt.spawn(async move {
+            let refs: Vec<BlockRef> = blocks
+                .into_iter()
+                .map(|block| BlockRef {
+                    block,
+                    version,
+                    deleted: true,
+                })
+                .collect();
+            if let Err(e) = t.insert_many(&refs).await {
+                tracing::warn!(error = %e, "could not release the blocks of a deleted version");
+            }
+        });
     }
 }
 
@@ -68,5 +88,4 @@ pub struct S3State {
     pub object_table: Arc<ObjectTableT>,
     /// Versions and their blocks.
     pub version_table: Arc<VersionTableT>,
-    pub(crate) cascade: Arc<Cascade>,
 }

@@ -244,16 +244,20 @@ impl TableSchema for ObjectTable {
             .iter()
             .filter(|ov| !matches!(ov.state, ObjectVersionState::Aborted))
             .filter(|ov| {
-                !matches!(ov.state, ObjectVersionState::Complete(ObjectVersionData::Inline(..)))
-                    && !matches!(
-                        ov.state,
-                        ObjectVersionState::Complete(ObjectVersionData::DeleteMarker)
-                    )
+                !matches!(
+                    ov.state,
+                    ObjectVersionState::Complete(ObjectVersionData::Inline(..))
+                ) && !matches!(
+                    ov.state,
+                    ObjectVersionState::Complete(ObjectVersionData::DeleteMarker)
+                )
             })
-            .filter(|ov| match new.versions.iter().find(|nv| nv.uuid == ov.uuid) {
-                None => true,
-                Some(nv) => matches!(nv.state, ObjectVersionState::Aborted),
-            })
+            .filter(
+                |ov| match new.versions.iter().find(|nv| nv.uuid == ov.uuid) {
+                    None => true,
+                    Some(nv) => matches!(nv.state, ObjectVersionState::Aborted),
+                },
+            )
             .map(|ov| ov.uuid)
             .collect();
         if !dropped.is_empty() {

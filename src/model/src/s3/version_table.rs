@@ -246,13 +246,38 @@ mod tests {
     #[test]
     fn newest_attempt_is_read() {
         let mut v = Version::new(Uuid::from([1; 32]), Uuid::from([2; 32]), "k".into());
-        v.blocks = vec![block(1, 1, 0), block(1, 2, 0), block(2, 1, 0), block(2, 1, 1)];
+        v.blocks = vec![
+            block(1, 1, 0),
+            block(1, 2, 0),
+            block(2, 1, 0),
+            block(2, 1, 1),
+        ];
         v.parts = vec![
-            (1, PartMeta { attempt: 2, etag: "a".into(), size: 10 }),
-            (2, PartMeta { attempt: 1, etag: "b".into(), size: 20 }),
+            (
+                1,
+                PartMeta {
+                    attempt: 2,
+                    etag: "a".into(),
+                    size: 10,
+                },
+            ),
+            (
+                2,
+                PartMeta {
+                    attempt: 1,
+                    etag: "b".into(),
+                    size: 20,
+                },
+            ),
         ];
         let all = v.read_blocks(&[]);
-        assert_eq!(all, vec![block(1, 2, 0).1, block(2, 1, 0).1, block(2, 1, 1).1]);
-        assert_eq!(v.read_blocks(&[(2, 1)]), vec![block(2, 1, 0).1, block(2, 1, 1).1]);
+        assert_eq!(
+            all,
+            vec![block(1, 2, 0).1, block(2, 1, 0).1, block(2, 1, 1).1]
+        );
+        assert_eq!(
+            v.read_blocks(&[(2, 1)]),
+            vec![block(2, 1, 0).1, block(2, 1, 1).1]
+        );
     }
 }
