@@ -413,6 +413,21 @@ def test_presigned_and_refusals(s3, args):
     s3.delete_object(Bucket=b, Key="pre/x")
 
 
+def test_leave_known_contents(s3, args):
+    """Empties the bucket, then leaves three objects (2,005,010 bytes) for
+    the caller to check `garage bucket info` and `bucket delete` against."""
+    b = args.bucket
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=b):
+        objs = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if objs:
+            s3.delete_objects(Bucket=b, Delete={"Objects": objs, "Quiet": True})
+    for u in s3.list_multipart_uploads(Bucket=b).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=b, Key=u["Key"], UploadId=u["UploadId"])
+    for key, size in [("left/a", 10), ("left/b", 5000), ("left/c", 2_000_000)]:
+        s3.put_object(Bucket=b, Key=key, Body=os.urandom(size))
+    check(s3.list_objects_v2(Bucket=b)["KeyCount"] == 3, "three objects left for bucket info")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--endpoint", required=True)
@@ -426,7 +441,8 @@ def main():
     args = p.parse_args()
     s3 = client(args, args.key_id, args.secret)
     for t in [test_buckets, test_objects, test_ranges_and_conditions, test_copy_and_delete_objects,
-              test_listing, test_multipart, test_big_stream, test_presigned_and_refusals]:
+              test_listing, test_multipart, test_big_stream, test_presigned_and_refusals,
+              test_leave_known_contents]:
         print(f"# {t.__name__}")
         try:
             t(s3, args)

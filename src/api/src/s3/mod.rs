@@ -96,7 +96,7 @@ impl S3ApiServer {
         match self.handle_inner(req).instrument(span).await {
             Ok(r) => r,
             Err(e) => {
-                if e.status().is_server_error() {
+                if e.status().is_server_error() && !matches!(e, S3Error::NotImplemented(_)) {
                     tracing::warn!(error = %e, path = %path, "S3 request failed");
                 } else {
                     tracing::debug!(error = %e, path = %path, "S3 request refused");
