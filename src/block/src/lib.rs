@@ -32,5 +32,5 @@ mod worker;
 
 pub use block_ref_table::{BlockRef, BlockRefFilter, BlockRefTable};
 pub use error::BlockError;
-pub use manager::{BlockManager, BlockStats};
+pub use manager::{BlockErrorInfo, BlockInfo, BlockManager, BlockStats, RefCount};
 pub use rpc::BlockRpc;

@@ -26,7 +26,7 @@ use garage_util::config::Config;
 use garage_util::data::{blake2sum, Hash, Uuid};
 use garage_util::time::Clock;
 
-use crate::block_ref_table::BlockRefTable;
+use crate::block_ref_table::{BlockRef, BlockRefTable};
 use crate::error::BlockError;
 use crate::layout::DataLayout;
 use crate::metrics::BlockMetrics;
@@ -57,6 +57,47 @@ pub struct BlockStats {
     pub resync_queue_len: u64,
     /// Blocks whose last resync check failed (retried later).
     pub resync_errors: u64,
+}
+
+/// The reference state of a block on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefCount {
+    /// No state: never referenced here, or forgotten after deletion.
+    Absent,
+    /// This many live references.
+    Live(u64),
+    /// No live reference since this time (ms since the epoch).
+    ZeroSince(u64),
+}
+
+/// What this node knows of one block (`garage block info`).
+#[derive(Debug, Clone)]
+pub struct BlockInfo {
+    /// The block.
+    pub hash: Hash,
+    /// Its local file, if any.
+    pub path: Option<std::path::PathBuf>,
+    /// The file's size.
+    pub size: Option<u64>,
+    /// The local reference count.
+    pub refcount: RefCount,
+    /// The references stored here (at most 1000), deleted ones included.
+    pub refs: Vec<BlockRef>,
+    /// Failed resync checks in a row, and when the next try is due (ms).
+    pub errors: Option<(u64, u64)>,
+    /// Whether this node stores the block's partition.
+    pub stored_here: bool,
+}
+
+/// A block whose last resync check failed (`garage block list-errors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockErrorInfo {
+    /// The block.
+    pub hash: Hash,
+    /// Failed checks in a row.
+    pub failures: u64,
+    /// When the next check is due (ms since the epoch).
+    pub next_try: u64,
 }
 
 /// The files counted per first hash byte.
@@ -221,6 +262,72 @@ impl BlockManager {
     pub fn launch_repair(&self) {
         self.repair_requested.store(true, Ordering::Release);
         self.repair_notify.notify_one();
+    }
+
+    /// What this node knows of block `hash`.
+    pub async fn info(&self, hash: &Hash) -> Result<BlockInfo, BlockError> {
+        let store = self.store.clone();
+        let h = *hash;
+        let path = tokio::task::spawn_blocking(move || store.find(&h)).await?;
+        let size = match &path {
+            Some(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            None => None,
+        };
+        let refcount = match self.rc.get(hash)? {
+            None => RefCount::Absent,
+            Some(Rc::Live(n)) => RefCount::Live(n),
+            Some(Rc::ZeroSince(t)) => RefCount::ZeroSince(t),
+        };
+        let refs = self.table.read_range_local(
+            hash,
+            &garage_table::SortRange::all(),
+            None,
+            1000,
+            false,
+        )?;
+        Ok(BlockInfo {
+            hash: *hash,
+            path,
+            size,
+            refcount,
+            refs,
+            errors: self.resync.error_of(hash)?,
+            stored_here: self.system.storage_nodes_of(hash).contains(&self.system.id),
+        })
+    }
+
+    /// The blocks whose last resync check failed (at most `limit`).
+    pub fn list_errors(&self, limit: usize) -> Result<Vec<BlockErrorInfo>, BlockError> {
+        Ok(self
+            .resync
+            .list_errors(limit)?
+            .into_iter()
+            .map(|(hash, failures, next_try)| BlockErrorInfo {
+                hash,
+                failures,
+                next_try,
+            })
+            .collect())
+    }
+
+    /// Checks these blocks now (all failing blocks when `hashes` is
+    /// empty); returns how many were queued.
+    pub fn retry_now(&self, hashes: &[Hash]) -> Result<usize, BlockError> {
+        let now = self.clock.now_ms();
+        let list: Vec<Hash> = if hashes.is_empty() {
+            self.resync
+                .list_errors(usize::MAX)?
+                .into_iter()
+                .map(|(h, _, _)| h)
+                .collect()
+        } else {
+            hashes.to_vec()
+        };
+        for h in list.iter() {
+            self.resync.clear_error(h)?;
+            self.resync.put(now, h)?;
+        }
+        Ok(list.len())
     }
 
     /// Stores `data`, whose Blake2 hash is `hash`, on the nodes storing

@@ -142,6 +142,34 @@ impl ResyncQueue {
         self.errors.remove(hash.as_slice())
     }
 
+    /// (failures, next try) of `hash`, if its last check failed.
+    pub(crate) fn error_of(&self, hash: &Hash) -> Result<Option<(u64, u64)>, garage_db::Error> {
+        Ok(self
+            .errors
+            .get(hash.as_slice())?
+            .and_then(|b| parse_error(&b)))
+    }
+
+    /// Up to `limit` failing blocks: (hash, failures, next try).
+    pub(crate) fn list_errors(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(Hash, u64, u64)>, garage_db::Error> {
+        let rows = self.errors.range(
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            false,
+            Some(limit),
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let (f, n) = parse_error(&v)?;
+                Some((Hash::try_from_slice(&k)?, f, n))
+            })
+            .collect())
+    }
+
     /// Failures so far of `hash`.
     #[cfg(test)]
     pub(crate) fn failures(&self, hash: &Hash) -> u64 {
@@ -153,6 +181,12 @@ impl ResyncQueue {
             .map(u64::from_be_bytes)
             .unwrap_or(0)
     }
+}
+
+fn parse_error(b: &[u8]) -> Option<(u64, u64)> {
+    let f = u64::from_be_bytes(<[u8; 8]>::try_from(b.get(..8)?).ok()?);
+    let n = u64::from_be_bytes(<[u8; 8]>::try_from(b.get(8..16)?).ok()?);
+    Some((f, n))
 }
 
 #[cfg(test)]
@@ -208,6 +242,8 @@ mod tests {
         assert_eq!(q.record_error(&h, 0).expect("err"), 2000);
         assert_eq!(q.record_error(&h, 0).expect("err"), 4000);
         assert_eq!(q.failures(&h), 3);
+        assert_eq!(q.error_of(&h).expect("get"), Some((3, 4000)));
+        assert_eq!(q.list_errors(10).expect("list"), vec![(h, 3, 4000)]);
         assert_eq!(q.errors_len().expect("len"), 1);
         for _ in 0..30 {
             q.record_error(&h, 0).expect("err");

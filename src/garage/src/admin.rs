@@ -18,7 +18,7 @@ use garage_util::data::Uuid;
 
 use garage_util::background::BackgroundRunner;
 
-use crate::cli::{BucketCmd, DebugCmd, KeyCmd, RepairWhat, WorkerCmd};
+use crate::cli::{BlockCmd, BucketCmd, DebugCmd, KeyCmd, RepairWhat, WorkerCmd};
 use crate::fmt::format_table;
 
 /// Path of the admin endpoint.
@@ -37,6 +37,8 @@ pub enum AdminRpc {
     Repair(RepairWhat),
     /// `garage debug …`.
     Debug(DebugCmd),
+    /// `garage block …`.
+    Block(BlockCmd),
 }
 
 impl RpcMessage for AdminRpc {
@@ -179,8 +181,100 @@ impl Handler<AdminRpc> for AdminRpcHandler {
             AdminRpc::Worker(WorkerCmd::List) => Ok(self.workers()),
             AdminRpc::Repair(w) => Ok(self.repair(w)),
             AdminRpc::Debug(d) => self.debug(d).await,
+            AdminRpc::Block(b) => return self.block(b).await,
         };
         r.map_err(|e| e.to_string())
+    }
+}
+
+/// Parses a full block hash given on the command line.
+fn parse_hash(s: &str) -> Result<garage_util::data::Hash, String> {
+    garage_util::data::Hash::from_hex(s.trim())
+        .ok_or_else(|| format!("`{s}` is not a block hash (64 hex digits)"))
+}
+
+/// A time in ms since the epoch as seconds from now (negative: past).
+fn secs_from_now(ms: u64) -> String {
+    let now = garage_util::time::system_now_ms();
+    if ms >= now {
+        format!("in {}s", (ms - now) / 1000)
+    } else {
+        format!("{}s ago", (now - ms) / 1000)
+    }
+}
+
+impl AdminRpcHandler {
+    /// `garage block …`; errors are the text the CLI prints.
+    async fn block(&self, cmd: BlockCmd) -> Result<String, String> {
+        let bm = &self.garage.block_manager;
+        let err = |e: garage_block::BlockError| e.to_string();
+        match cmd {
+            BlockCmd::ListErrors => {
+                let list = bm.list_errors(1000).map_err(err)?;
+                if list.is_empty() {
+                    return Ok("No block errors.\n".into());
+                }
+                let mut rows = vec!["Hash\tFailures\tNext try".to_string()];
+                for e in list {
+                    rows.push(format!(
+                        "{}\t{}\t{}",
+                        e.hash.to_hex(),
+                        e.failures,
+                        secs_from_now(e.next_try)
+                    ));
+                }
+                Ok(format_table(&rows))
+            }
+            BlockCmd::Info { hash } => {
+                let info = bm.info(&parse_hash(&hash)?).await.map_err(err)?;
+                let mut out = String::new();
+                let _ = writeln!(out, "Block hash: {}", info.hash.to_hex());
+                let _ = writeln!(
+                    out,
+                    "Stored here by the layout: {}",
+                    if info.stored_here { "yes" } else { "no" }
+                );
+                match (&info.path, info.size) {
+                    (Some(p), Some(n)) => {
+                        let _ = writeln!(out, "Local file: {} ({})", p.display(), format_size(n));
+                    }
+                    _ => {
+                        let _ = writeln!(out, "Local file: none");
+                    }
+                }
+                let rc = match info.refcount {
+                    garage_block::RefCount::Absent => "none".to_string(),
+                    garage_block::RefCount::Live(n) => n.to_string(),
+                    garage_block::RefCount::ZeroSince(t) => {
+                        format!("0 (unreferenced since {})", secs_from_now(t))
+                    }
+                };
+                let _ = writeln!(out, "Reference count: {rc}");
+                if let Some((f, next)) = info.errors {
+                    let _ = writeln!(out, "Resync errors: {f} (next try {})", secs_from_now(next));
+                }
+                if !info.refs.is_empty() {
+                    let mut rows = vec!["Version\tDeleted".to_string()];
+                    for r in info.refs {
+                        rows.push(format!("{}\t{}", r.version.to_hex(), r.deleted));
+                    }
+                    let _ = writeln!(out, "References:");
+                    out.push_str(&format_table(&rows));
+                }
+                Ok(out)
+            }
+            BlockCmd::RetryNow { all, blocks } => {
+                if all != blocks.is_empty() {
+                    return Err("give either --all or block hashes".into());
+                }
+                let hashes = blocks
+                    .iter()
+                    .map(|b| parse_hash(b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let n = bm.retry_now(&hashes).map_err(err)?;
+                Ok(format!("{n} blocks queued for a check now.\n"))
+            }
+        }
     }
 }
 

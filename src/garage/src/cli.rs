@@ -83,6 +83,9 @@ pub enum Command {
     Worker(WorkerCmd),
     /// Start a repair on the node.
     Repair(RepairOpt),
+    /// The data blocks of the node.
+    #[command(subcommand)]
+    Block(BlockCmd),
     /// Inspect the node's internal state.
     #[command(subcommand)]
     Debug(DebugCmd),
@@ -93,6 +96,27 @@ pub enum Command {
 pub enum WorkerCmd {
     /// List the background workers with their state and queues.
     List,
+}
+
+/// `garage block`.
+#[derive(Subcommand, Debug, Clone, Serialize, Deserialize)]
+pub enum BlockCmd {
+    /// List the blocks whose last resync check failed.
+    ListErrors,
+    /// Show what the node knows of one block: file, reference count,
+    /// references, resync errors.
+    Info {
+        /// The block hash (64 hex digits).
+        hash: String,
+    },
+    /// Check failing blocks now instead of at their next retry time.
+    RetryNow {
+        /// Every failing block.
+        #[arg(long = "all")]
+        all: bool,
+        /// These blocks (64 hex digits each).
+        blocks: Vec<String>,
+    },
 }
 
 /// `garage repair`.

@@ -151,6 +151,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("{}", remote.admin(AdminRpc::Repair(r.what.clone())).await?);
             Ok(())
         }
+        Command::Block(b) => {
+            print!("{}", remote.admin(AdminRpc::Block(b.clone())).await?);
+            Ok(())
+        }
         Command::Debug(d) => {
             print!("{}", remote.admin(AdminRpc::Debug(d.clone())).await?);
             Ok(())

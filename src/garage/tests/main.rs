@@ -6,6 +6,7 @@ mod common;
 
 mod admin_api;
 mod anti_entropy;
+mod blocks;
 mod cli;
 mod cluster;
 mod faults;

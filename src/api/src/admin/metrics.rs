@@ -4,7 +4,8 @@
 //! durations, kept as requests are served) is written first, then the
 //! gauges computed now: build and replication factor, local disk, cluster
 //! health and the connection of each layout node (Garage's names and
-//! labels), table sizes and queue lengths, process memory and open files.
+//! labels), table sizes and queue lengths, the block store's counts and
+//! resync queue, process memory and open files.
 //! Rendering reads the database and runs `df`, so it runs on a blocking
 //! thread.
 
@@ -45,6 +46,7 @@ fn render(g: &Garage, build: &BuildInfo) -> String {
     system(&mut e, g, build);
     cluster(&mut e, g);
     tables(&mut e, g);
+    blocks(&mut e, g);
     process(&mut e);
     e.finish()
 }
@@ -204,6 +206,7 @@ fn tables(e: &mut TextEncoder, g: &Garage) {
         g.key_table.stats(),
         g.bucket_table.stats(),
         g.bucket_alias_table.stats(),
+        g.block_manager.block_ref_table().stats(),
         #[cfg(feature = "k2v")]
         g.k2v.item_table.stats(),
         #[cfg(feature = "k2v")]
@@ -234,6 +237,41 @@ fn tables(e: &mut TextEncoder, g: &Garage) {
         for s in stats.iter() {
             e.sample(name, &[("table_name", s.name)], value(s));
         }
+    }
+}
+
+/// The block store: local files and the resync queue.
+fn blocks(e: &mut TextEncoder, g: &Garage) {
+    let s = g.block_manager.stats();
+    let gauges: [(&str, &str, u64); 5] = [
+        (
+            "block_local_count",
+            "Number of data blocks stored on this node",
+            s.blocks,
+        ),
+        (
+            "block_local_bytes",
+            "Total size of the data blocks stored on this node",
+            s.bytes,
+        ),
+        (
+            "block_rc_entries",
+            "Number of blocks with a local reference count (referenced or awaiting deletion)",
+            s.rc_entries,
+        ),
+        (
+            "block_resync_queue_length",
+            "Number of block hashes queued for a resync check",
+            s.resync_queue_len,
+        ),
+        (
+            "block_resync_errored_blocks",
+            "Number of blocks whose last resync check failed",
+            s.resync_errors,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        e.gauge(name, help, &[], v);
     }
 }
 
