@@ -91,6 +91,8 @@ pub struct Node {
     pub k2v_port: u16,
     /// Admin API port.
     pub admin_port: u16,
+    /// S3 API port.
+    pub s3_port: u16,
     /// Options it was started with.
     pub opts: NodeOpts,
 }
@@ -102,6 +104,7 @@ impl Node {
         let rpc_port = free_port();
         let k2v_port = free_port();
         let admin_port = free_port();
+        let s3_port = free_port();
         let config = dir.path().join("garage.toml");
         let peers: Vec<String> = opts.bootstrap.iter().map(|p| format!("\"{p}\"")).collect();
         let text = format!(
@@ -117,6 +120,7 @@ bootstrap_peers = [{peers}]
 
 [s3_api]
 s3_region = "garage"
+api_bind_addr = "{ip}:{s3_port}"
 
 [k2v_api]
 api_bind_addr = "{ip}:{k2v_port}"
@@ -145,6 +149,7 @@ api_bind_addr = "{ip}:{admin_port}"
             rpc_port,
             k2v_port,
             admin_port,
+            s3_port,
             opts,
         };
         node.restart();
@@ -264,6 +269,11 @@ api_bind_addr = "{ip}:{admin_port}"
         format!("http://{}:{}", self.opts.ip, self.k2v_port)
     }
 
+    /// The S3 endpoint URL.
+    pub fn s3_endpoint(&self) -> String {
+        format!("http://{}:{}", self.opts.ip, self.s3_port)
+    }
+
     /// Lays out this single node, creates key + bucket with all rights.
     pub fn setup_single(&self, bucket: &str) -> Creds {
         let id = self.id();
@@ -364,7 +374,8 @@ pub enum Sign {
     None,
 }
 
-/// A raw K2V HTTP client signing with our SigV4 signer.
+/// A raw K2V (or S3, see [`K2v::s3`]) HTTP client signing with our SigV4
+/// signer.
 pub struct K2v {
     /// Endpoint, e.g. `http://127.0.0.1:1234`.
     pub endpoint: String,
@@ -372,6 +383,8 @@ pub struct K2v {
     pub creds: Creds,
     /// Region.
     pub region: String,
+    /// The SigV4 service: `k2v`, or `s3` (single-encoded paths).
+    pub service: &'static str,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -382,7 +395,16 @@ impl K2v {
             endpoint,
             creds,
             region: "garage".into(),
+            service: "k2v",
             client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// A client of the S3 API of a node (signs for the `s3` service).
+    pub fn s3(endpoint: String, creds: Creds) -> Self {
+        Self {
+            service: "s3",
+            ..Self::new(endpoint, creds)
         }
     }
 
@@ -445,7 +467,7 @@ impl K2v {
                 key_id: &self.creds.key_id,
                 secret: &self.creds.secret,
                 region: &self.region,
-                service: "k2v",
+                service: self.service,
                 now_ms: now_ms(),
             };
             let path_uri: http::Uri = path_query.parse().expect("path uri");
@@ -543,7 +565,7 @@ impl K2v {
             key_id: &self.creds.key_id,
             secret: &self.creds.secret,
             region: &self.region,
-            service: "k2v",
+            service: self.service,
             now_ms: custom.now_ms.unwrap_or_else(now_ms),
         };
         let path_uri: http::Uri = path_query.parse().expect("path uri");
@@ -614,7 +636,7 @@ impl K2v {
             key_id: &self.creds.key_id,
             secret: &self.creds.secret,
             region: &self.region,
-            service: "k2v",
+            service: self.service,
             now_ms,
         };
         let path_uri: http::Uri = path_query.parse().expect("path uri");

@@ -14,4 +14,5 @@ mod k2v_api;
 mod k2v_client;
 mod metrics;
 mod replication;
+mod s3;
 mod transitions;
