@@ -328,3 +328,83 @@ async fn s3_kill_during_uploads() {
         failed.len()
     );
 }
+
+/// `Reference count: …` of `garage block info` for the block `content`.
+fn refcount(node: &Node, content: &[u8]) -> String {
+    let out = node.cli_ok(&["block", "info", &blake2sum(content).to_hex()]);
+    field(&out, "Reference count: ")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_versions_release_their_blocks() {
+    let (node, k) = single_node(NodeOpts::default());
+    let s3 = K2v::s3(node.s3_endpoint(), k.creds.clone());
+    let b = s3.b();
+    let big = data(1_500_000, 7);
+    let first = &big[..1 << 20];
+    assert_eq!(
+        s3.req("PUT", &format!("{b}/a"), &[], &big).await.status,
+        200
+    );
+    assert_eq!(refcount(&node, first), "1");
+    // A copy takes its own reference (no data copied).
+    let r = s3
+        .req(
+            "PUT",
+            &format!("{b}/copy"),
+            &[("x-amz-copy-source", &format!("{}/a", k.creds.bucket))],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(refcount(&node, first), "2");
+    // Overwriting drops the old version, deleting drops the copy.
+    assert_eq!(
+        s3.req("PUT", &format!("{b}/a"), &[], b"now small")
+            .await
+            .status,
+        200
+    );
+    eventually(10, || async { refcount(&node, first) == "1" }).await;
+    assert_eq!(
+        s3.req("DELETE", &format!("{b}/copy"), &[], b"")
+            .await
+            .status,
+        204
+    );
+    eventually(10, || async { refcount(&node, first).starts_with("0 ") }).await;
+
+    // An aborted multipart upload releases its parts.
+    let r = s3.req("POST", &format!("{b}/mpu?uploads"), &[], b"").await;
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    let id = text
+        .split("<UploadId>")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap_or_else(|| panic!("no UploadId in {text}"))
+        .to_string();
+    let part = data(1_100_000, 8);
+    let r = s3
+        .req(
+            "PUT",
+            &format!("{b}/mpu?partNumber=1&uploadId={id}"),
+            &[],
+            &part,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(refcount(&node, &part[..1 << 20]), "1");
+    let r = s3
+        .req("DELETE", &format!("{b}/mpu?uploadId={id}"), &[], b"")
+        .await;
+    assert_eq!(r.status, 204);
+    eventually(10, || async {
+        refcount(&node, &part[..1 << 20]).starts_with("0 ")
+    })
+    .await;
+    let r = s3
+        .req("GET", &format!("{b}/mpu?uploadId={id}"), &[], b"")
+        .await;
+    assert_eq!(r.status, 404);
+    assert!(String::from_utf8_lossy(&r.body).contains("<Code>NoSuchUpload</Code>"));
+}

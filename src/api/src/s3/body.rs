@@ -301,3 +301,45 @@ impl<'a> Chunker<'a> {
         Ok(Some(self.buf.split_to(n).freeze()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_headers() {
+        let sig = "a".repeat(64);
+        let raw = BytesMut::from(
+            format!("5;chunk-signature={sig}\r\nhello\r\n0;chunk-signature={sig}\r\n\r\n")
+                .as_bytes(),
+        );
+        let (h, c) = parse_chunk(&raw, true).expect("parse").expect("complete");
+        assert_eq!(
+            (h.size, h.signature.as_deref(), c.header),
+            (5, Some(sig.as_str()), 84)
+        );
+        // Incomplete data: wait for more.
+        let part = BytesMut::from(&raw[..85]);
+        assert!(parse_chunk(&part, true).expect("parse").is_none());
+        // No signature where one is needed; bad sizes; data not followed by CRLF.
+        let unsigned = BytesMut::from(&b"5\r\nhello\r\n"[..]);
+        assert!(parse_chunk(&unsigned, true).is_err());
+        assert_eq!(
+            parse_chunk(&unsigned, false)
+                .expect("parse")
+                .map(|(h, _)| h.size),
+            Some(5)
+        );
+        assert!(parse_chunk(&BytesMut::from(&b"zz\r\n"[..]), false).is_err());
+        assert!(parse_chunk(&BytesMut::from(&b"fffffffff\r\n"[..]), false).is_err());
+        assert!(parse_chunk(&BytesMut::from(&b"2\r\nabXY"[..]), false).is_err());
+        // Trailer mode: the last chunk has size 0.
+        let last = BytesMut::from(&b"0\r\nx-amz-checksum-crc32:AAAA\r\n\r\n"[..]);
+        assert_eq!(
+            parse_chunk(&last, false)
+                .expect("parse")
+                .map(|(h, _)| h.size),
+            Some(0)
+        );
+    }
+}

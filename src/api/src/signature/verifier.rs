@@ -184,7 +184,8 @@ fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h st
 /// scope naming another region, service or date; `RequestTimeTooSkewed` (403) for a
 /// header-signed request more than 15 minutes away from `now_ms`; `AccessDenied` (403) for a
 /// presigned URL that has expired or is not valid yet; `InvalidRequest` (400) for a missing
-/// or unsupported `x-amz-content-sha256` or for a request carrying both kinds of signature.
+/// or unsupported `x-amz-content-sha256` (streaming payloads are accepted for `s3` only) or
+/// for a request carrying both kinds of signature.
 pub fn parse_request(
     method: &Method,
     uri: &Uri,
@@ -339,6 +340,17 @@ impl Ctx<'_> {
             SigError::invalid_request("a header-signed request needs x-amz-content-sha256")
         })?;
         let payload_hash = PayloadHash::parse(payload)?;
+        let streaming = matches!(
+            payload_hash,
+            PayloadHash::StreamingSigned | PayloadHash::StreamingUnsignedTrailer
+        );
+        if streaming && self.service != "s3" {
+            return Err(SigError::invalid_request(format!(
+                "x-amz-content-sha256 {payload} is not supported by the {} API: send the hex \
+                 SHA-256 of the body or UNSIGNED-PAYLOAD",
+                self.service
+            )));
+        }
         self.finish(
             cred,
             &datetime,
