@@ -56,6 +56,28 @@ async fn req_retry(c: &K2v, method: &str, path: &str, body: &[u8]) -> Resp {
 /// (the last, so that the server has read the body when it refuses it and
 /// its answer is not raced by the client still sending).
 async fn put_chunk_signed(c: &K2v, path: &str, body: &[u8], chunk: usize, tamper: bool) -> Resp {
+    put_chunk_signed_with(c, path, body, chunk, tamper, body.len()).await
+}
+
+/// [`put_chunk_signed`] announcing `decoded` bytes.
+async fn put_chunk_signed_len(
+    c: &K2v,
+    path: &str,
+    body: &[u8],
+    chunk: usize,
+    decoded: usize,
+) -> Resp {
+    put_chunk_signed_with(c, path, body, chunk, false, decoded).await
+}
+
+async fn put_chunk_signed_with(
+    c: &K2v,
+    path: &str,
+    body: &[u8],
+    chunk: usize,
+    tamper: bool,
+    decoded: usize,
+) -> Resp {
     let uri: http::Uri = format!("{}{path}", c.endpoint).parse().expect("uri");
     let mut hm = http::HeaderMap::new();
     hm.insert(
@@ -69,7 +91,7 @@ async fn put_chunk_signed(c: &K2v, path: &str, body: &[u8], chunk: usize, tamper
     hm.insert("content-encoding", "aws-chunked".parse().expect("value"));
     hm.insert(
         "x-amz-decoded-content-length",
-        body.len().to_string().parse().expect("value"),
+        decoded.to_string().parse().expect("value"),
     );
     let now = now_ms();
     let params = SigningParams {
@@ -149,6 +171,14 @@ async fn s3_chunk_signed_streaming_upload() {
     let g = s3.req("GET", &format!("{b}/tampered"), &[], b"").await;
     assert_eq!(g.status, 404);
     assert!(String::from_utf8_lossy(&g.body).contains("<Code>NoSuchKey</Code>"));
+
+    // A decoded length that is not the body's.
+    let r = put_chunk_signed_len(&s3, &format!("{b}/short"), &body, 65536, body.len() + 1).await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        s3.req("GET", &format!("{b}/short"), &[], b"").await.status,
+        404
+    );
 
     // A signed body that is not what its x-amz-content-sha256 said.
     let r = s3

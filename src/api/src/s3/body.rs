@@ -47,6 +47,8 @@ pub struct BodyReader {
     mode: Mode,
     /// Payload bytes handed out so far.
     pub read: u64,
+    /// `x-amz-decoded-content-length` of an aws-chunked body.
+    decoded_length: Option<u64>,
 }
 
 fn digest_error(msg: &str) -> S3Error {
@@ -60,6 +62,7 @@ impl BodyReader {
         body: Incoming,
         payload: &PayloadHash,
         signer: Option<ChunkSigner>,
+        decoded_length: Option<u64>,
     ) -> Result<Self, S3Error> {
         let mode = match payload {
             PayloadHash::Unsigned => Mode::Plain(None),
@@ -81,6 +84,7 @@ impl BodyReader {
             body: Some(body),
             mode,
             read: 0,
+            decoded_length,
         })
     }
 
@@ -152,6 +156,13 @@ impl BodyReader {
                         // What follows the final chunk (CRLF, or trailing
                         // checksum headers) is read and not checked.
                         while Self::raw_next(&mut self.body).await?.is_some() {}
+                        if let Some(n) = self.decoded_length.filter(|n| *n != self.read) {
+                            return Err(S3Error::InvalidRequest(format!(
+                                "the aws-chunked body holds {} bytes, not the \
+                                 x-amz-decoded-content-length {n}",
+                                self.read
+                            )));
+                        }
                         break None;
                     }
                     // parse_chunk checked that header, data and CRLF are all in `raw`.

@@ -184,7 +184,18 @@ impl S3ApiServer {
             _ => None,
         };
         let (parts, body) = req.into_parts();
-        let body = BodyReader::new(body, auth.payload_hash(), signer)?;
+        let decoded_length = match parts.headers.get("x-amz-decoded-content-length") {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| {
+                        S3Error::InvalidArgument("invalid x-amz-decoded-content-length".into())
+                    })?,
+            ),
+        };
+        let body = BodyReader::new(body, auth.payload_hash(), signer, decoded_length)?;
         let ctx = ReqCtx {
             garage: self.garage.clone(),
             key: api_key,
