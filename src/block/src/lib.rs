@@ -12,6 +12,7 @@
 //! - `resync`: the persistent queue of blocks to check, and the worker
 //!   that fetches missing blocks, hands off blocks this node no longer
 //!   stores, and deletes unreferenced ones after the delay.
+//! - `scrub`: the periodic read-back of every stored file.
 //! - [`rpc`]: the messages between block stores.
 //! - [`manager`]: [`BlockManager`], which owns all of the above.
 //!
@@ -27,6 +28,7 @@ mod metrics;
 mod rc;
 mod resync;
 pub mod rpc;
+mod scrub;
 mod store;
 mod worker;
 

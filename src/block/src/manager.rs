@@ -33,6 +33,7 @@ use crate::metrics::BlockMetrics;
 use crate::rc::{BlockRc, Rc};
 use crate::resync::ResyncQueue;
 use crate::rpc::{BlockRpc, BLOCK_RPC_PATH};
+use crate::scrub::{ScrubStore, ScrubWorker};
 use crate::store::{LocalRead, LocalStore};
 use crate::worker::{ResyncWorker, ScanWorker};
 
@@ -160,6 +161,13 @@ pub struct BlockManager {
     /// Set by `launch_repair`, consumed by the scan worker.
     pub(crate) repair_requested: AtomicBool,
     pub(crate) repair_notify: Notify,
+    /// Set by `launch_scrub`, consumed by the scrub worker.
+    pub(crate) scrub_requested: AtomicBool,
+    pub(crate) scrub_notify: Notify,
+    /// `disable_scrub`.
+    disable_scrub: bool,
+    /// The scrub's persisted progress.
+    scrub: ScrubStore,
     pub(crate) metrics: BlockMetrics,
 }
 
@@ -178,6 +186,7 @@ impl BlockManager {
         let store = Arc::new(LocalStore::new(layout, config.data_fsync)?);
         let rc = Arc::new(BlockRc::new(&db)?);
         let resync = Arc::new(ResyncQueue::new(&db)?);
+        let scrub = ScrubStore::new(&db)?;
         let delete_delay_ms = config.tombstone_gc_delay_secs.saturating_mul(1000);
         let schema = Arc::new(BlockRefTable {
             rc: rc.clone(),
@@ -212,6 +221,10 @@ impl BlockManager {
             counts: Counts::new(),
             repair_requested: AtomicBool::new(false),
             repair_notify: Notify::new(),
+            scrub_requested: AtomicBool::new(false),
+            scrub_notify: Notify::new(),
+            disable_scrub: config.disable_scrub,
+            scrub,
             metrics: BlockMetrics::new(),
         });
         m.endpoint.set_handler(m.clone());
@@ -228,11 +241,16 @@ impl BlockManager {
         self.block_size
     }
 
-    /// Starts the workers: resync, file scan, and the Merkle, anti-entropy
-    /// and tombstone GC workers of the reference table.
+    /// Starts the workers: resync, file scan, scrub, and the Merkle,
+    /// anti-entropy and tombstone GC workers of the reference table.
     pub fn spawn_workers(self: &Arc<Self>, bg: &BackgroundRunner) {
         bg.spawn_worker(ResyncWorker::new(self.clone()));
         bg.spawn_worker(ScanWorker::new(self.clone()));
+        bg.spawn_worker(ScrubWorker::new(
+            self.clone(),
+            self.scrub.clone(),
+            self.disable_scrub,
+        ));
         bg.spawn_worker(MerkleWorker::new(self.table.merkle().clone()));
         bg.spawn_worker(SyncWorker::new(self.table.clone(), self.sync_interval));
         bg.spawn_worker(GcWorker::new(
@@ -268,11 +286,15 @@ impl BlockManager {
     pub async fn info(&self, hash: &Hash) -> Result<BlockInfo, BlockError> {
         let store = self.store.clone();
         let h = *hash;
-        let path = tokio::task::spawn_blocking(move || store.find(&h)).await?;
-        let size = match &path {
-            Some(p) => std::fs::metadata(p).ok().map(|m| m.len()),
-            None => None,
-        };
+        let (path, size) = tokio::task::spawn_blocking(move || {
+            let path = store.find(&h);
+            let size = path
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len());
+            (path, size)
+        })
+        .await?;
         let refcount = match self.rc.get(hash)? {
             None => RefCount::Absent,
             Some(Rc::Live(n)) => RefCount::Live(n),
@@ -328,6 +350,14 @@ impl BlockManager {
             self.resync.put(now, h)?;
         }
         Ok(list.len())
+    }
+
+    /// Reads back every stored block now and checks it against its hash
+    /// (`garage repair scrub`); corrupt copies are replaced from other
+    /// nodes.
+    pub fn launch_scrub(&self) {
+        self.scrub_requested.store(true, Ordering::Release);
+        self.scrub_notify.notify_one();
     }
 
     /// Stores `data`, whose Blake2 hash is `hash`, on the nodes storing
@@ -656,5 +686,174 @@ impl BlockManager {
 impl Handler<BlockRpc> for BlockManager {
     async fn handle(&self, msg: BlockRpc, _from: Uuid) -> Result<BlockRpc, String> {
         self.handle_local(msg).await.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+    use garage_rpc::memory_transport::MemoryNetwork;
+    use garage_rpc::system::SystemConfig;
+
+    /// A block manager on its own in-memory transport node `i`.
+    pub(crate) fn node(
+        net: &Arc<MemoryNetwork>,
+        i: u8,
+        dir: &std::path::Path,
+    ) -> Arc<BlockManager> {
+        let system = System::new(
+            net.add_node(Uuid::from_bytes([i; 32])),
+            SystemConfig {
+                metadata_dir: dir.to_path_buf(),
+                rf: 1,
+                consistency: "consistent".into(),
+                rpc_timeout: Duration::from_secs(2),
+                rpc_public_addr: None,
+            },
+        )
+        .expect("system");
+        let text = format!(
+            "metadata_dir = \"{d}\"\ndata_dir = \"{d}/data\"\nreplication_factor = 1\n\
+             rpc_bind_addr = \"127.0.0.1:1\"\ntombstone_gc_delay_secs = 60\n\
+             [s3_api]\ns3_region = \"garage\"\n",
+            d = dir.display()
+        );
+        let cfg = Config::parse(&text, std::path::Path::new("t.toml"))
+            .expect("config")
+            .0;
+        BlockManager::new(&cfg, Db::memory(), system, Clock::system()).expect("manager")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::node;
+    use super::*;
+    use crate::block_ref_table::BlockRef;
+    use garage_rpc::layout::NodeRole;
+    use garage_rpc::memory_transport::MemoryNetwork;
+
+    /// Gives every node a layout where only `holder` stores data, with no
+    /// older version kept active.
+    async fn only(nodes: &[&Arc<BlockManager>], holder: &Arc<BlockManager>) {
+        let mut l = (*nodes[0].system.layout()).clone();
+        for n in nodes {
+            if n.system.id == holder.system.id {
+                l.stage_assign(
+                    n.system.id,
+                    NodeRole {
+                        zone: "z".into(),
+                        capacity: Some(1 << 30),
+                        tags: vec![],
+                    },
+                )
+                .expect("assign");
+            } else {
+                l.stage_remove(n.system.id);
+            }
+        }
+        let next = l.current().version + 1;
+        let (mut applied, _) = l.apply_staged_changes(Some(next)).expect("apply");
+        applied.keep_only_current();
+        for n in nodes {
+            n.system.merge_layout(&applied).await.expect("merge");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_former_holder_offers_referenced_blocks_to_the_new_one() {
+        let net = MemoryNetwork::new();
+        let (da, db) = (
+            tempfile::tempdir().expect("a"),
+            tempfile::tempdir().expect("b"),
+        );
+        let a = node(&net, 1, da.path());
+        let b = node(&net, 2, db.path());
+        only(&[&a, &b], &a).await;
+        let data = vec![5u8; 4000];
+        let h = blake2sum(&data);
+        let r = BlockRef {
+            block: h,
+            version: Uuid::from_bytes([9; 32]),
+            deleted: false,
+        };
+        a.block_ref_table().insert(&r).await.expect("ref");
+        a.put(h, Bytes::from(data.clone())).await.expect("put");
+        assert!(a.store.exists(&h) && !b.store.exists(&h));
+
+        // B now stores everything; it got the reference (as anti-entropy
+        // would bring it) but not the block. A still references it.
+        only(&[&a, &b], &b).await;
+        b.block_ref_table().insert(&r).await.expect("ref on b");
+        assert!(b.needs(&h).await.expect("needs"));
+        assert!(!a.needs(&h).await.expect("needs"));
+
+        // A's check hands it over, and keeps its copy while referenced.
+        a.check(&h).await.expect("check");
+        assert!(b.store.exists(&h), "block not handed off");
+        assert!(a.store.exists(&h));
+        assert!(!b.needs(&h).await.expect("needs"));
+        assert_eq!(b.get(&h).await.expect("get"), data);
+
+        // With B unreachable, a hand-off cannot complete: the check fails
+        // (to be retried), and nothing is deleted.
+        net.set_down(b.system.id, true);
+        let other = vec![6u8; 10];
+        let h2 = blake2sum(&other);
+        a.write_local(h2, other, true).await.expect("local");
+        let tx: garage_db::TxResult<(), garage_db::Error> = a.db.transaction(|tx| {
+            a.rc.add_tx(tx, &h2, 1, 0)?;
+            Ok(())
+        });
+        tx.expect("rc");
+        assert!(a.check(&h2).await.is_err());
+        assert!(a.store.exists(&h2));
+    }
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::*;
+    use garage_rpc::memory_transport::MemoryNetwork;
+    use garage_util::background::{Worker, WorkerState};
+
+    #[tokio::test]
+    async fn scrub_moves_a_corrupt_file_aside_and_queues_it() {
+        let net = MemoryNetwork::new();
+        let dir = tempfile::tempdir().expect("dir");
+        let m = tests_support::node(&net, 1, dir.path());
+        let data = vec![8u8; 3000];
+        let h = blake2sum(&data);
+        m.write_local(h, data, true).await.expect("write");
+        let good = blake2sum(b"good");
+        m.write_local(good, b"good".to_vec(), true)
+            .await
+            .expect("write");
+        let path = m.store.find(&h).expect("file");
+        std::fs::write(&path, b"rotten").expect("corrupt");
+
+        let mut w = ScrubWorker::new(m.clone(), m.scrub.clone(), true);
+        let (_tx, mut rx) = tokio::sync::watch::channel(false);
+        // Disabled and not asked: nothing to do.
+        assert_eq!(w.work(&mut rx).await.expect("step"), WorkerState::Idle);
+        m.launch_scrub();
+        let mut steps = 0;
+        while w.work(&mut rx).await.expect("step") == WorkerState::Busy {
+            steps += 1;
+        }
+        assert_eq!(steps, 256, "one step per first hash byte");
+        assert!(!path.exists() && path.with_extension("corrupted").is_file());
+        assert!(m.store.exists(&good), "an intact file was touched");
+        assert!(
+            w.status().contains("files checked: 2, corrupt: 1"),
+            "{}",
+            w.status()
+        );
+        // The corrupt block is queued for a check (which would refetch it).
+        let due = m.resync.due_batch(u64::MAX, 10).expect("due");
+        assert!(due.iter().any(|d| d.hash == h));
+        // The progress was saved as finished.
+        let s = m.scrub.load(0).expect("state");
+        assert_eq!(s.next, 256);
     }
 }

@@ -103,6 +103,33 @@ impl ResyncQueue {
         }
     }
 
+    /// Up to `limit` entries due at `now`, first due first, one per block
+    /// (later entries of the same block stay queued).
+    pub(crate) fn due_batch(&self, now: u64, limit: usize) -> Result<Vec<Due>, garage_db::Error> {
+        let mut out: Vec<Due> = vec![];
+        let end = now.saturating_add(1).to_be_bytes();
+        let rows = self.queue.range(
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Excluded(&end[..]),
+            false,
+            Some(limit.saturating_mul(2)),
+        )?;
+        for (k, _) in rows {
+            let Some(hash) = k.get(8..).and_then(Hash::try_from_slice) else {
+                self.queue.remove(&k)?;
+                continue;
+            };
+            if out.iter().any(|d| d.hash == hash) {
+                continue;
+            }
+            out.push(Due { key: k, hash });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes a processed entry.
     pub(crate) fn done(&self, due: &Due) -> Result<(), garage_db::Error> {
         self.queue.remove(&due.key)
@@ -231,6 +258,27 @@ mod tests {
         }
         assert_eq!(seen, 1);
         assert_eq!(q.next(1000).expect("next"), Next::Empty);
+    }
+
+    #[test]
+    fn due_batch_takes_one_entry_per_block() {
+        let db = Db::memory();
+        let q = ResyncQueue::new(&db).expect("queue");
+        let (a, b, c) = (
+            Hash::from_bytes([1; 32]),
+            Hash::from_bytes([2; 32]),
+            Hash::from_bytes([3; 32]),
+        );
+        q.put(10, &a).expect("put");
+        q.put(11, &a).expect("put");
+        q.put(12, &b).expect("put");
+        q.put(13, &c).expect("put");
+        q.put(99, &c).expect("put");
+        let hashes = |v: Vec<Due>| v.into_iter().map(|d| d.hash).collect::<Vec<_>>();
+        assert_eq!(hashes(q.due_batch(13, 8).expect("batch")), vec![a, b, c]);
+        assert_eq!(hashes(q.due_batch(13, 2).expect("batch")), vec![a, b]);
+        assert_eq!(hashes(q.due_batch(11, 8).expect("batch")), vec![a]);
+        assert!(q.due_batch(9, 8).expect("batch").is_empty());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The background workers of the block store.
 //!
-//! - [`ResyncWorker`]: takes the due blocks off the resync queue one at a
-//!   time and checks them (`BlockManager::check`); a failed check is
-//!   retried with an exponential wait.
+//! - [`ResyncWorker`]: takes the due blocks off the resync queue, a few
+//!   distinct blocks at a time, and checks them concurrently
+//!   (`BlockManager::check`); a failed check is retried with an
+//!   exponential wait.
 //! - [`ScanWorker`]: counts the block files at start-up (queueing files
 //!   with no reference state: orphans left by a crash), queues every block
 //!   with a reference state after each layout change, and on
@@ -25,6 +26,9 @@ use crate::resync::Next;
 /// Longest idle sleep of the resync worker (a manual clock or a queue entry
 /// written by another process is noticed within this).
 const MAX_IDLE: Duration = Duration::from_secs(10);
+
+/// Blocks checked concurrently by the resync worker.
+const CHECKS_AT_ONCE: usize = 4;
 
 /// Reference states queued per step of a walk.
 const RC_PAGE: usize = 1000;
@@ -67,31 +71,37 @@ impl Worker for ResyncWorker {
         _must_exit: &mut watch::Receiver<bool>,
     ) -> Result<WorkerState, String> {
         let now = self.m.clock.now_ms();
-        let due = match self.m.resync.next(now).map_err(|e| e.to_string())? {
-            Next::Empty => {
-                self.next_due = None;
-                return Ok(WorkerState::Idle);
-            }
-            Next::Later(t) => {
-                self.next_due = Some(t);
-                return Ok(WorkerState::Idle);
-            }
-            Next::Due(d) => d,
-        };
-        self.checked += 1;
-        self.m.metrics.resync_checks.inc();
         let q = &self.m.resync;
-        match self.m.check(&due.hash).await {
-            Ok(()) => q.clear_error(&due.hash).map_err(|e| e.to_string())?,
-            Err(e) => {
-                self.failed += 1;
-                self.m.metrics.resync_errors.inc();
-                let retry = q.record_error(&due.hash, now).map_err(|e| e.to_string())?;
-                tracing::warn!(block = %due.hash, error = %e, retry_in_ms = retry - now, "block resync check failed");
-                q.put(retry, &due.hash).map_err(|e| e.to_string())?;
-            }
+        let batch = q
+            .due_batch(now, CHECKS_AT_ONCE)
+            .map_err(|e| e.to_string())?;
+        if batch.is_empty() {
+            self.next_due = match q.next(now).map_err(|e| e.to_string())? {
+                Next::Later(t) => Some(t),
+                Next::Due(_) => Some(now),
+                Next::Empty => None,
+            };
+            return Ok(WorkerState::Idle);
         }
-        q.done(&due).map_err(|e| e.to_string())?;
+        let m = &self.m;
+        let results =
+            futures::future::join_all(batch.iter().map(|d| async move { m.check(&d.hash).await }))
+                .await;
+        for (due, r) in batch.iter().zip(results) {
+            self.checked += 1;
+            m.metrics.resync_checks.inc();
+            match r {
+                Ok(()) => q.clear_error(&due.hash).map_err(|e| e.to_string())?,
+                Err(e) => {
+                    self.failed += 1;
+                    m.metrics.resync_errors.inc();
+                    let retry = q.record_error(&due.hash, now).map_err(|e| e.to_string())?;
+                    tracing::warn!(block = %due.hash, error = %e, retry_in_ms = retry - now, "block resync check failed");
+                    q.put(retry, &due.hash).map_err(|e| e.to_string())?;
+                }
+            }
+            q.done(due).map_err(|e| e.to_string())?;
+        }
         Ok(WorkerState::Busy)
     }
 

@@ -282,3 +282,61 @@ async fn layout_change_hands_blocks_off() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_answers_and_repair_refetches_a_lost_file() {
+    use garage_block::rpc::BLOCK_RPC_PATH;
+    use garage_block::BlockRpc;
+    use garage_rpc::Endpoint;
+
+    let sim = start(3, 3).await;
+    apply_layout(&sim, &[(0, true), (1, true), (2, true)]).await;
+    let (h, data) = block(21, 50_000);
+    reference(&sim.nodes[0], h, 1, false).await;
+    sim.nodes[0].blocks.put(h, data.clone()).await.expect("put");
+    let f2 = file_of(&sim.nodes[1].data, &h);
+    let f3 = file_of(&sim.nodes[2].data, &h);
+    eventually(10, "third copy", || f3.is_file()).await;
+
+    // The disk of node 2 loses the file.
+    std::fs::remove_file(&f2).expect("rm");
+    let ep: Endpoint<BlockRpc> =
+        Endpoint::new(sim.nodes[0].system.transport.clone(), BLOCK_RPC_PATH);
+    let (id1, id2) = (sim.nodes[0].system.id, sim.nodes[1].system.id);
+    let t = Duration::from_secs(2);
+    let need = |r: BlockRpc| match r {
+        BlockRpc::Need(b) => b,
+        other => panic!("unexpected {other:?}"),
+    };
+    let ask = BlockRpc::NeedBlock { hash: h };
+    assert!(need(ep.call(id2, &ask, t).await.expect("need")));
+    assert!(!need(ep.call(id1, &ask, t).await.expect("need")));
+    let (unknown, _) = block(99, 10);
+    let ask_unknown = BlockRpc::NeedBlock { hash: unknown };
+    assert!(!need(ep.call(id2, &ask_unknown, t).await.expect("need")));
+    let got = ep.call(id2, &BlockRpc::GetBlock { hash: h }, t).await;
+    assert!(matches!(got, Ok(BlockRpc::NotFound)), "{got:?}");
+    let got = ep.call(id1, &BlockRpc::GetBlock { hash: h }, t).await;
+    assert!(matches!(got, Ok(BlockRpc::Block { ref data }) if data.len() == 50_000));
+    // Data that does not match its hash is refused.
+    let bad = BlockRpc::PutBlock {
+        hash: unknown,
+        data: serde_bytes::ByteBuf::from(vec![1u8; 10]),
+    };
+    assert!(ep.call(id2, &bad, t).await.is_err());
+    // A request that is an answer is refused too.
+    assert!(ep.call(id2, &BlockRpc::NotFound, t).await.is_err());
+
+    // Reads through node 2 still work (from another node) and keep a copy.
+    assert_eq!(sim.nodes[1].blocks.get(&h).await.expect("get"), data);
+    assert!(
+        f2.is_file(),
+        "a node holding the block keeps what it fetched"
+    );
+
+    // Lost again: `repair blocks` finds and refetches it.
+    std::fs::remove_file(&f2).expect("rm");
+    sim.nodes[1].blocks.launch_repair();
+    eventually(20, "repair refetches the lost file", || f2.is_file()).await;
+    assert_eq!(std::fs::read(&f2).expect("read"), data.to_vec());
+}

@@ -90,6 +90,12 @@ impl AdminRpcHandler {
                 self.garage.block_manager.launch_repair();
                 "Repair launched: every block stored or referenced on this node is queued for a check.".into()
             }
+            RepairWhat::Scrub {
+                cmd: crate::cli::ScrubCmd::Start,
+            } => {
+                self.garage.block_manager.launch_scrub();
+                "Scrub started: every block stored on this node is read back and checked.".into()
+            }
         }
     }
 

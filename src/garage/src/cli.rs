@@ -139,6 +139,19 @@ pub enum RepairWhat {
     /// ones, hand off those it no longer stores, delete unreferenced ones
     /// past their delay.
     Blocks,
+    /// Read back every stored block and check it against its hash.
+    Scrub {
+        /// What to do with the scrub.
+        #[command(subcommand)]
+        cmd: ScrubCmd,
+    },
+}
+
+/// `garage repair scrub`.
+#[derive(Subcommand, Debug, Clone, Serialize, Deserialize)]
+pub enum ScrubCmd {
+    /// Start a scrub now (corrupt copies are replaced from other nodes).
+    Start,
 }
 
 /// `garage debug`.

@@ -63,8 +63,27 @@ async fn unreferenced_block_files_are_deleted_after_the_delay() {
         })
         .await;
     }
+    // /metrics: the block gauges and the block_ref table are exposed.
+    let (status, _, body) = crate::metrics::get_metrics(&node, None).await;
+    assert_eq!(status, 200, "{body}");
+    for line in [
+        "block_local_count 0",
+        "block_local_bytes 0",
+        "block_resync_errored_blocks 0",
+        "block_rc_entries 0",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in:\n{body}");
+    }
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("table_size{table_name=\"block_ref\"}")),
+        "{body}"
+    );
+    let out = node.cli_ok(&["repair", "--yes", "scrub", "start"]);
+    assert!(out.contains("Scrub started"), "{out}");
     let workers = node.cli_ok(&["worker", "list"]);
     assert!(workers.contains("block resync"), "{workers}");
+    assert!(workers.contains("block scrub"), "{workers}");
     assert!(workers.contains("block_ref anti-entropy"), "{workers}");
 
     // Nothing failed; bad input is refused with a message.

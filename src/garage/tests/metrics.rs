@@ -280,7 +280,7 @@ fn check_histograms(x: &Exposition) {
 }
 
 /// `GET /metrics` on `node`'s admin port: (status, content type, body).
-async fn get_metrics(node: &Node, token: Option<&str>) -> (u16, String, String) {
+pub(crate) async fn get_metrics(node: &Node, token: Option<&str>) -> (u16, String, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut b = http::Request::builder().uri(format!(
         "http://{}:{}/metrics",

@@ -50,6 +50,10 @@ pub struct Config {
     /// fsync every data block (and its directory) before acknowledging it.
     #[serde(default)]
     pub data_fsync: bool,
+    /// Do not verify every stored data block periodically (`garage repair
+    /// scrub` still can).
+    #[serde(default)]
+    pub disable_scrub: bool,
     /// Size of the data blocks objects are cut into (`1MiB` by default).
     #[serde(default = "default_block_size", deserialize_with = "deserialize_size")]
     pub block_size: u64,
@@ -478,6 +482,7 @@ const USED_KEYS: &[(&str, &[&str])] = &[
             "metadata_fsync",
             "data_fsync",
             "block_size",
+            "disable_scrub",
             "replication_factor",
             "consistency_mode",
             "replication_mode",
@@ -516,7 +521,6 @@ const GARAGE_ONLY_KEYS: &[(&str, &[&str])] = &[
         &[
             "metadata_snapshots_dir",
             "metadata_auto_snapshot_interval",
-            "disable_scrub",
             "use_local_tz",
             "block_ram_buffer_max",
             "block_max_concurrent_reads",
