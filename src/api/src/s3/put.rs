@@ -289,11 +289,11 @@ pub async fn handle_put_object(mut ctx: ReqCtx, key: &str) -> Result<Response<S3
         },
     )
     .await?;
+    // The version entry is written with its first block (write_blocks).
     let version = Version::new(uuid, bucket_id, key.to_string());
     let content_headers = ctx.headers.clone();
     let mut chunker = Chunker::new(&mut ctx.body, ctx.block_size, head);
     let res = async {
-        garage.s3.version_table.insert(&version).await?;
         let w = write_blocks(&garage, &version, 0, 0, &mut chunker).await?;
         check_content_md5(&content_headers, &w.md5)?;
         Ok::<_, S3Error>(w)
