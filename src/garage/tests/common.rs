@@ -55,6 +55,8 @@ pub struct NodeOpts {
     pub k2v_extra: String,
     /// Extra lines in `[admin]` (e.g. `admin_token = "..."`).
     pub admin_extra: String,
+    /// Extra lines in `[s3_api]` (e.g. `root_domain = "..."`).
+    pub s3_extra: String,
     /// Bootstrap peers.
     pub bootstrap: Vec<String>,
     /// Loopback address (127.0.0.x).
@@ -71,6 +73,7 @@ impl Default for NodeOpts {
             extra: String::new(),
             k2v_extra: String::new(),
             admin_extra: String::new(),
+            s3_extra: String::new(),
             bootstrap: vec![],
             ip: "127.0.0.1".into(),
             rpc_timeout_msec: 5000,
@@ -121,6 +124,7 @@ bootstrap_peers = [{peers}]
 [s3_api]
 s3_region = "garage"
 api_bind_addr = "{ip}:{s3_port}"
+{s3_extra}
 
 [k2v_api]
 api_bind_addr = "{ip}:{k2v_port}"
@@ -139,6 +143,7 @@ api_bind_addr = "{ip}:{admin_port}"
             extra = opts.extra,
             k2v_extra = opts.k2v_extra,
             admin_extra = opts.admin_extra,
+            s3_extra = opts.s3_extra,
             rpc_timeout_msec = opts.rpc_timeout_msec,
         );
         std::fs::write(&config, text).expect("write config");

@@ -438,3 +438,59 @@ async fn s3_versions_release_their_blocks() {
     assert_eq!(r.status, 404);
     assert!(String::from_utf8_lossy(&r.body).contains("<Code>NoSuchUpload</Code>"));
 }
+
+/// A request signed for `host` (any name) but sent to `c`'s address.
+async fn send_with_host(c: &K2v, host: &str, method: &str, path: &str, body: &[u8]) -> Resp {
+    let uri: http::Uri = format!("{}{path}", c.endpoint).parse().expect("uri");
+    let mut hm = http::HeaderMap::new();
+    hm.insert("host", host.parse().expect("host"));
+    let params = SigningParams {
+        key_id: &c.creds.key_id,
+        secret: &c.creds.secret,
+        region: &c.region,
+        service: "s3",
+        now_ms: now_ms(),
+    };
+    let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+    let path_uri: http::Uri = path.parse().expect("path");
+    sign_request(
+        &method,
+        &path_uri,
+        &mut hm,
+        &PayloadHash::of_body(body),
+        &params,
+    )
+    .expect("sign");
+    c.send_prepared(method, uri, hm, body).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_virtual_hosted_buckets() {
+    let (node, k) = single_node(NodeOpts {
+        s3_extra: "root_domain = \".s3.test\"".into(),
+        ..NodeOpts::default()
+    });
+    let s3 = K2v::s3(node.s3_endpoint(), k.creds.clone());
+    let host = format!("{}.s3.test:{}", k.creds.bucket, node.s3_port);
+    let r = send_with_host(&s3, &host, "PUT", "/dir/obj%20one", b"virtual").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // The same object path-style, and listed through the virtual host.
+    let g = s3
+        .req("GET", &format!("{}/dir/obj%20one", s3.b()), &[], b"")
+        .await;
+    assert_eq!((g.status, g.body.as_slice()), (200, &b"virtual"[..]));
+    let l = send_with_host(&s3, &host, "GET", "/?list-type=2&prefix=dir%2F", b"").await;
+    assert_eq!(l.status, 200);
+    assert!(String::from_utf8_lossy(&l.body).contains("<Key>dir/obj one</Key>"));
+    // An unknown bucket under the domain.
+    let r = send_with_host(
+        &s3,
+        &format!("nope.s3.test:{}", node.s3_port),
+        "GET",
+        "/x",
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert!(String::from_utf8_lossy(&r.body).contains("<Code>NoSuchBucket</Code>"));
+}
