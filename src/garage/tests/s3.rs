@@ -437,6 +437,32 @@ async fn s3_versions_release_their_blocks() {
         .await;
     assert_eq!(r.status, 404);
     assert!(String::from_utf8_lossy(&r.body).contains("<Code>NoSuchUpload</Code>"));
+
+    // Every request above was counted under Garage's S3 metric names.
+    let (status, _, text) = crate::metrics::get_metrics(&node, None).await;
+    assert_eq!(status, 200, "{text}");
+    let value = |line: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in /metrics"))
+    };
+    assert_eq!(
+        value(r#"api_s3_request_counter{api_endpoint="PutObject"} "#),
+        2
+    );
+    assert_eq!(
+        value(r#"api_s3_request_counter{api_endpoint="UploadPart"} "#),
+        1
+    );
+    assert_eq!(
+        value(r#"api_s3_request_counter{api_endpoint="CopyObject"} "#),
+        1
+    );
+    assert_eq!(
+        value(r#"api_s3_error_counter{api_endpoint="ListParts",status_code="404"} "#),
+        1
+    );
 }
 
 /// A request signed for `host` (any name) but sent to `c`'s address.

@@ -37,6 +37,7 @@ use garage_model::key_table::Key;
 use garage_table::EmptyKey;
 use garage_util::data::Uuid;
 
+use crate::metrics::{ApiMetrics, S3};
 use crate::signature::{parse_request, verify, PayloadHash, SigningKeyCache};
 use body::{full, BodyReader, S3Body};
 use error::S3Error;
@@ -53,6 +54,7 @@ pub struct S3ApiServer {
     /// Data block size.
     pub block_size: usize,
     signing_keys: SigningKeyCache,
+    metrics: ApiMetrics,
 }
 
 /// An XML response.
@@ -85,6 +87,7 @@ impl S3ApiServer {
             root_domain,
             block_size,
             signing_keys: SigningKeyCache::new(),
+            metrics: ApiMetrics::new(garage_util::metrics::global(), &S3),
         })
     }
 
@@ -93,7 +96,14 @@ impl S3ApiServer {
         let path = req.uri().path().to_string();
         let is_head = req.method() == Method::HEAD;
         let span = tracing::debug_span!("s3", method = %req.method(), path = %path);
-        match self.handle_inner(req).instrument(span).await {
+        let started = std::time::Instant::now();
+        let mut endpoint = None;
+        let res = self.handle_inner(req, &mut endpoint).instrument(span).await;
+        if let Some(name) = endpoint {
+            let error = res.as_ref().err().map(S3Error::status);
+            self.metrics.record(name, started.elapsed(), error);
+        }
+        match res {
             Ok(r) => r,
             Err(e) => {
                 if e.status().is_server_error() && !matches!(e, S3Error::NotImplemented(_)) {
@@ -118,7 +128,14 @@ impl S3ApiServer {
         }
     }
 
-    async fn handle_inner(&self, req: Request<Incoming>) -> Result<Response<S3Body>, S3Error> {
+    /// Serves one request; sets `name` once the endpoint is known (for the
+    /// metrics: requests refused before that are not counted). A streamed
+    /// GetObject is counted when its headers are ready.
+    async fn handle_inner(
+        &self,
+        req: Request<Incoming>,
+        name: &mut Option<&'static str>,
+    ) -> Result<Response<S3Body>, S3Error> {
         let host = req
             .headers()
             .get("host")
@@ -137,6 +154,7 @@ impl S3ApiServer {
             &query,
             req.headers(),
         )?;
+        *name = Some(endpoint.name());
 
         let now = self.garage.clock.now_ms();
         let auth = parse_request(
