@@ -438,6 +438,16 @@ async fn s3_versions_release_their_blocks() {
     assert_eq!(r.status, 404);
     assert!(String::from_utf8_lossy(&r.body).contains("<Code>NoSuchUpload</Code>"));
 
+    // The operator sees the S3 tables and the release worker.
+    let entries = node.cli_ok(&["debug", "entries", "version"]);
+    assert!(entries.contains("entries: "), "{entries}");
+    let workers = node.cli_ok(&["worker", "list"]);
+    assert!(
+        workers.contains("S3 version and block release"),
+        "{workers}"
+    );
+    assert!(workers.contains("object anti-entropy"), "{workers}");
+
     // Every request above was counted under Garage's S3 metric names.
     let (status, _, text) = crate::metrics::get_metrics(&node, None).await;
     assert_eq!(status, 200, "{text}");

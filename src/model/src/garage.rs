@@ -17,9 +17,10 @@ use garage_util::time::Clock;
 use crate::bucket_alias_table::BucketAliasTable;
 use crate::bucket_table::BucketTable;
 use crate::key_table::KeyTable;
+use crate::s3::cascade::Cascade;
 use crate::s3::object_table::ObjectTable;
 use crate::s3::version_table::VersionTable;
-use crate::s3::{Cascade, S3State};
+use crate::s3::S3State;
 
 /// Everything a node serves from.
 pub struct Garage {
@@ -111,11 +112,10 @@ impl Garage {
         let block_manager = BlockManager::new(&config, db.clone(), system.clone(), clock.clone())?;
 
         let s3 = {
-            let cascade = Arc::new(Cascade::default());
-            let c1 = cascade.clone();
+            let cascade = Cascade::new(&db)?;
             let object_table = Table::new(
                 Arc::new(ObjectTable {
-                    on_dropped: Arc::new(move |b, k, v| c1.drop_versions(b, k, v)),
+                    cascade: cascade.clone(),
                 }),
                 TableShardedReplication {
                     system: system.clone(),
@@ -124,10 +124,9 @@ impl Garage {
                 db.clone(),
                 clock.clone(),
             )?;
-            let c2 = cascade.clone();
             let version_table = Table::new(
                 Arc::new(VersionTable {
-                    on_deleted: Arc::new(move |v, blocks| c2.release_blocks(v, blocks)),
+                    cascade: cascade.clone(),
                 }),
                 TableShardedReplication {
                     system: system.clone(),
@@ -143,6 +142,7 @@ impl Garage {
             S3State {
                 object_table,
                 version_table,
+                cascade,
             }
         };
 
@@ -238,6 +238,7 @@ impl Garage {
             bg.spawn_worker(SyncWorker::new(versions.clone(), sync));
             bg.spawn_worker(GcWorker::new(objects.clone(), gc));
             bg.spawn_worker(GcWorker::new(versions.clone(), gc));
+            bg.spawn_worker(self.s3.cascade.worker());
         }
         #[cfg(feature = "k2v")]
         {

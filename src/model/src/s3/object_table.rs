@@ -12,10 +12,13 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use garage_db::Transaction;
 use garage_table::{Entry, TableSchema};
 use garage_util::crdt::Crdt;
 use garage_util::data::{Hash, Uuid};
 use garage_util::encode::{Migrate, NoPrevious};
+
+use super::cascade::{Cascade, CascadeTask};
 
 pub use v1::{Object, ObjectMeta, ObjectVersion, ObjectVersionData, ObjectVersionState};
 
@@ -209,11 +212,33 @@ pub enum ObjectFilter {
     },
 }
 
-/// Schema of the object table. `on_dropped` is told of the versions a merge
-/// dropped or aborted (their data must be freed).
+/// The versions of `old` that `new` no longer has, or has aborted, and
+/// whose data is in blocks: their version entries must be deleted.
+pub fn dropped_versions(old: &Object, new: Option<&Object>) -> Vec<Uuid> {
+    old.versions
+        .iter()
+        .filter(|ov| match &ov.state {
+            ObjectVersionState::Aborted => false,
+            ObjectVersionState::Complete(ObjectVersionData::Inline(..))
+            | ObjectVersionState::Complete(ObjectVersionData::DeleteMarker) => false,
+            ObjectVersionState::Uploading { .. }
+            | ObjectVersionState::Complete(ObjectVersionData::FirstBlock(..)) => true,
+        })
+        .filter(
+            |ov| match new.and_then(|n| n.versions.iter().find(|nv| nv.uuid == ov.uuid)) {
+                None => true,
+                Some(nv) => matches!(nv.state, ObjectVersionState::Aborted),
+            },
+        )
+        .map(|ov| ov.uuid)
+        .collect()
+}
+
+/// Schema of the object table; its hook queues the deletion of the
+/// versions a change dropped or aborted.
 pub struct ObjectTable {
-    /// Receives the uuids of versions that can no longer be read.
-    pub on_dropped: std::sync::Arc<dyn Fn(Uuid, String, Vec<Uuid>) + Send + Sync>,
+    /// The queue of follow-up writes.
+    pub cascade: std::sync::Arc<Cascade>,
 }
 
 impl TableSchema for ObjectTable {
@@ -233,36 +258,31 @@ impl TableSchema for ObjectTable {
         }
     }
 
-    fn committed(&self, old: Option<&Object>, new: &Object) {
+    fn updated(
+        &self,
+        tx: &mut Transaction<'_>,
+        old: Option<&Object>,
+        new: Option<&Object>,
+    ) -> Result<(), garage_db::Error> {
         let Some(old) = old else {
-            return;
+            return Ok(());
         };
-        // A version that was there and is gone (pruned) or now aborted:
-        // its blocks are no longer needed.
-        let dropped: Vec<Uuid> = old
-            .versions
-            .iter()
-            .filter(|ov| !matches!(ov.state, ObjectVersionState::Aborted))
-            .filter(|ov| {
-                !matches!(
-                    ov.state,
-                    ObjectVersionState::Complete(ObjectVersionData::Inline(..))
-                ) && !matches!(
-                    ov.state,
-                    ObjectVersionState::Complete(ObjectVersionData::DeleteMarker)
-                )
-            })
-            .filter(
-                |ov| match new.versions.iter().find(|nv| nv.uuid == ov.uuid) {
-                    None => true,
-                    Some(nv) => matches!(nv.state, ObjectVersionState::Aborted),
-                },
-            )
-            .map(|ov| ov.uuid)
-            .collect();
-        if !dropped.is_empty() {
-            (self.on_dropped)(new.bucket_id, new.key.clone(), dropped);
+        let versions = dropped_versions(old, new);
+        if versions.is_empty() {
+            return Ok(());
         }
+        self.cascade.queue_in_tx(
+            tx,
+            &CascadeTask::DropVersions {
+                bucket_id: old.bucket_id,
+                key: old.key.clone(),
+                versions,
+            },
+        )
+    }
+
+    fn committed(&self, _old: Option<&Object>, _new: &Object) {
+        self.cascade.wake();
     }
 }
 

@@ -11,10 +11,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use garage_db::Transaction;
 use garage_table::{Entry, TableSchema};
 use garage_util::crdt::Crdt;
 use garage_util::data::{Hash, Uuid};
 use garage_util::encode::{Migrate, NoPrevious};
+
+use super::cascade::{Cascade, CascadeTask};
 
 pub use v1::{PartMeta, Version, VersionBlock, VersionBlockKey};
 
@@ -162,11 +165,11 @@ impl Entry<Uuid, Uuid> for Version {
     }
 }
 
-/// Schema of the version table; `on_deleted` gets the blocks of versions
-/// that just became deleted on this node (their references are released).
+/// Schema of the version table; its hook queues the release of the block
+/// references of a version that becomes deleted.
 pub struct VersionTable {
-    /// Receives (version, blocks) of newly deleted versions.
-    pub on_deleted: std::sync::Arc<dyn Fn(Uuid, Vec<Hash>) + Send + Sync>,
+    /// The queue of follow-up writes.
+    pub cascade: std::sync::Arc<Cascade>,
 }
 
 impl TableSchema for VersionTable {
@@ -180,15 +183,32 @@ impl TableSchema for VersionTable {
         !entry.deleted
     }
 
-    fn committed(&self, old: Option<&Version>, new: &Version) {
-        if let (Some(old), true) = (old, new.deleted) {
-            if !old.deleted && !old.blocks.is_empty() {
-                let mut hashes: Vec<Hash> = old.blocks.iter().map(|(_, b)| b.hash).collect();
-                hashes.sort();
-                hashes.dedup();
-                (self.on_deleted)(new.uuid, hashes);
-            }
+    fn updated(
+        &self,
+        tx: &mut Transaction<'_>,
+        old: Option<&Version>,
+        new: Option<&Version>,
+    ) -> Result<(), garage_db::Error> {
+        let (Some(old), Some(new)) = (old, new) else {
+            return Ok(());
+        };
+        if old.deleted || !new.deleted || old.blocks.is_empty() {
+            return Ok(());
         }
+        let mut blocks: Vec<Hash> = old.blocks.iter().map(|(_, b)| b.hash).collect();
+        blocks.sort();
+        blocks.dedup();
+        self.cascade.queue_in_tx(
+            tx,
+            &CascadeTask::ReleaseBlocks {
+                version: new.uuid,
+                blocks,
+            },
+        )
+    }
+
+    fn committed(&self, _old: Option<&Version>, _new: &Version) {
+        self.cascade.wake();
     }
 }
 
