@@ -175,7 +175,8 @@ impl BlockManager {
     /// Opens the store under `config.data_dir` (a single path, or a list of
     /// `{path, capacity}` / `{path, read_only = true}`), registers its RPC
     /// endpoint on `system`'s transport and builds the `block_ref` table on
-    /// `db`. Unreferenced blocks are kept `tombstone_gc_delay_secs`.
+    /// `db`. Unreferenced blocks are kept `tombstone_gc_delay_secs` (at
+    /// least one second).
     pub fn new(
         config: &Config,
         db: Db,
@@ -187,7 +188,9 @@ impl BlockManager {
         let rc = Arc::new(BlockRc::new(&db)?);
         let resync = Arc::new(ResyncQueue::new(&db)?);
         let scrub = ScrubStore::new(&db)?;
-        let delete_delay_ms = config.tombstone_gc_delay_secs.saturating_mul(1000);
+        // At least a second: a block that arrives just before its
+        // reference must not be deleted at once.
+        let delete_delay_ms = config.tombstone_gc_delay_secs.max(1).saturating_mul(1000);
         let schema = Arc::new(BlockRefTable {
             rc: rc.clone(),
             resync: resync.clone(),
@@ -464,6 +467,10 @@ impl BlockManager {
     /// Records a present block without reference state as unreferenced
     /// since now, queued for a check after the delay.
     pub(crate) fn mark_if_unreferenced(&self, hash: &Hash) -> Result<(), BlockError> {
+        // The usual case (the reference came first) needs no write.
+        if self.rc.get(hash)?.is_some() {
+            return Ok(());
+        }
         let now = self.clock.now_ms();
         let when = now.saturating_add(self.delete_delay_ms);
         let r: garage_db::TxResult<bool, garage_db::Error> = self.db.transaction(|tx| {
