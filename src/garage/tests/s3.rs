@@ -2,9 +2,11 @@
 //! code: a chunk-signed streaming upload (`STREAMING-AWS4-HMAC-SHA256-
 //! PAYLOAD`, which boto3 only sends over https), three nodes at rf 3
 //! (written through one node, read through another, one node down, a
-//! restarted node catching up on the blocks it missed), and kill -9 during
-//! uploads (every acknowledged upload intact, nothing half-written
-//! visible).
+//! restarted node catching up on the blocks it missed), kill -9 during
+//! uploads, of a single node and of the node coordinating them in a
+//! 3-node cluster (every acknowledged upload intact, nothing half-written
+//! visible), virtual-hosted buckets, block references released by
+//! overwrites, deletions and aborts, and the S3 metrics.
 
 use std::time::{Duration, Instant};
 
@@ -289,12 +291,15 @@ async fn s3_three_nodes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn s3_kill_during_uploads() {
-    let (mut node, k) = single_node(NodeOpts::default());
-    let s3 = std::sync::Arc::new(K2v::s3(node.s3_endpoint(), k.creds.clone()));
+/// Four writers upload multi-block objects through `writer` until it is
+/// killed (SIGKILL) 2.5 s in; returns (acknowledged, cut) uploads as
+/// (key, seed, length).
+async fn uploads_until_killed(
+    writer: &mut Node,
+    creds: &Creds,
+) -> (Vec<(String, u64, usize)>, Vec<(String, u64, usize)>) {
+    let s3 = std::sync::Arc::new(K2v::s3(writer.s3_endpoint(), creds.clone()));
     let b = s3.b();
-    // Four writers upload multi-block objects until the node dies.
     let mut tasks = vec![];
     for w in 0..4u64 {
         let s3 = s3.clone();
@@ -317,7 +322,7 @@ async fn s3_kill_during_uploads() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    node.kill();
+    writer.kill();
     let mut acked = vec![];
     let mut failed = vec![];
     for t in tasks {
@@ -327,15 +332,24 @@ async fn s3_kill_during_uploads() {
     }
     assert!(!acked.is_empty(), "some uploads completed before the kill");
     assert!(!failed.is_empty(), "some uploads were cut by the kill");
+    (acked, failed)
+}
 
-    node.restart();
+/// Through `reader`: every acknowledged upload reads back intact, every cut
+/// one is absent or whole, and the listing shows the acknowledged ones.
+async fn check_after_kill(
+    reader: &K2v,
+    acked: &[(String, u64, usize)],
+    failed: &[(String, u64, usize)],
+) {
+    let b = reader.b();
     for (key, seed, len) in acked.iter() {
-        let g = req_retry(&s3, "GET", &format!("{b}/{key}"), b"").await;
+        let g = req_retry(reader, "GET", &format!("{b}/{key}"), b"").await;
         assert_eq!(g.status, 200, "acknowledged {key} lost");
         assert!(g.body == data(*len, *seed), "acknowledged {key} corrupt");
     }
     for (key, seed, len) in failed.iter() {
-        let g = req_retry(&s3, "GET", &format!("{b}/{key}"), b"").await;
+        let g = req_retry(reader, "GET", &format!("{b}/{key}"), b"").await;
         assert!(
             g.status == 404 || (g.status == 200 && g.body == data(*len, *seed)),
             "cut upload {key} visible half-written: {} with {} bytes",
@@ -343,8 +357,7 @@ async fn s3_kill_during_uploads() {
             g.body.len()
         );
     }
-    // The listing shows exactly the readable objects.
-    let l = req_retry(&s3, "GET", &format!("{b}?list-type=2"), b"").await;
+    let l = req_retry(reader, "GET", &format!("{b}?list-type=2"), b"").await;
     let listing = String::from_utf8_lossy(&l.body).to_string();
     for (key, _, _) in acked.iter() {
         assert!(
@@ -357,6 +370,32 @@ async fn s3_kill_during_uploads() {
         acked.len(),
         failed.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_kill_during_uploads() {
+    let (mut node, k) = single_node(NodeOpts::default());
+    let (acked, failed) = uploads_until_killed(&mut node, &k.creds).await;
+    node.restart();
+    let s3 = K2v::s3(node.s3_endpoint(), k.creds.clone());
+    check_after_kill(&s3, &acked, &failed).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_kill_the_coordinator_of_uploads() {
+    let opts = NodeOpts {
+        rf: 3,
+        ..NodeOpts::default()
+    };
+    let (mut nodes, creds) = cluster(3, opts, "bucket").await;
+    // The node the clients write through dies; the two others answer.
+    let (acked, failed) = uploads_until_killed(&mut nodes[0], &creds).await;
+    let reader = K2v::s3(nodes[2].s3_endpoint(), creds.clone());
+    check_after_kill(&reader, &acked, &failed).await;
+    // Back up, the killed node reads the same.
+    nodes[0].restart();
+    let again = K2v::s3(nodes[0].s3_endpoint(), creds.clone());
+    check_after_kill(&again, &acked, &failed).await;
 }
 
 /// `Reference count: …` of `garage block info` for the block `content`.
