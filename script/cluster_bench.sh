@@ -21,7 +21,7 @@
 #                                        staged through the CLI, then the wall
 #                                        time of `garage layout apply` (the
 #                                        whole CLI call: compute, store, print)
-#   script/cluster_bench.sh s3           S3 (boto3, script/s3_bench.py): Put and
+#   script/cluster_bench.sh s3           S3 (boto3, script/s3_load.py): Put and
 #                                        GetObject MiB/s of 1 MiB and 64 MiB
 #                                        objects on 1 node and through node 1 of
 #                                        3 nodes rf 3, and the server's peak RSS
@@ -104,7 +104,7 @@ s3_endpoint() { read -r _ _ s3 < "$TMP/n$1/ports"; echo "http://127.0.0.1:$s3"; 
 s3_bench() {
   local venv="$ROOT/target/s3-venv"
   [[ -x "$venv/bin/python" ]] || { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet boto3; } >&2
-  "$venv/bin/python" "$ROOT/script/s3_bench.py" "$(s3_endpoint 1)" "$KEY_ID" "$SECRET" bench \
+  "$venv/bin/python" "$ROOT/script/s3_load.py" "$(s3_endpoint 1)" "$KEY_ID" "$SECRET" bench \
     --pid "$(cat "$TMP/n1/pid")" "$@"
 }
 

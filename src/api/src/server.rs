@@ -12,8 +12,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::http::ResBody;
-
 /// Limits of the connections a server accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
@@ -42,24 +40,30 @@ impl Default for ServerLimits {
 }
 
 /// Accepts HTTP/1.1 connections on `listener` and answers each request with
-/// `handler`, until `stop` becomes true, with the default limits.
-pub async fn run<F, Fut>(listener: TcpListener, stop: watch::Receiver<bool>, handler: F)
+/// `handler`, until `stop` becomes true, with the default limits. The
+/// response body may be any body (a full buffer for K2V and admin, a stream
+/// of blocks for S3).
+pub async fn run<F, Fut, B>(listener: TcpListener, stop: watch::Receiver<bool>, handler: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ResBody>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     run_with_limits(listener, stop, ServerLimits::default(), handler).await
 }
 
 /// [`run`] with explicit connection limits.
-pub async fn run_with_limits<F, Fut>(
+pub async fn run_with_limits<F, Fut, B>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
     limits: ServerLimits,
     handler: F,
 ) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<ResBody>> + Send + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let mut backoff_ms = 10u64;
     loop {

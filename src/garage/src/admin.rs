@@ -79,6 +79,8 @@ impl AdminRpcHandler {
                 g.bucket_table.sync_trigger().request();
                 g.bucket_alias_table.sync_trigger().request();
                 g.block_manager.block_ref_table().sync_trigger().request();
+                g.s3.object_table.sync_trigger().request();
+                g.s3.version_table.sync_trigger().request();
                 #[cfg(feature = "k2v")]
                 {
                     g.k2v.item_table.sync_trigger().request();
@@ -108,6 +110,8 @@ impl AdminRpcHandler {
                     "bucket" => roots_of(&g.bucket_table, 1).await?,
                     "bucket_alias" => roots_of(&g.bucket_alias_table, 1).await?,
                     "block_ref" => roots_of(g.block_manager.block_ref_table(), 256).await?,
+                    "object" => roots_of(&g.s3.object_table, 256).await?,
+                    "version" => roots_of(&g.s3.version_table, 256).await?,
                     #[cfg(feature = "k2v")]
                     "k2v_item" => roots_of(&g.k2v.item_table, 256).await?,
                     #[cfg(feature = "k2v")]
@@ -128,6 +132,8 @@ impl AdminRpcHandler {
                     "bucket" => count_of(&g.bucket_table)?,
                     "bucket_alias" => count_of(&g.bucket_alias_table)?,
                     "block_ref" => count_of(g.block_manager.block_ref_table())?,
+                    "object" => count_of(&g.s3.object_table)?,
+                    "version" => count_of(&g.s3.version_table)?,
                     #[cfg(feature = "k2v")]
                     "k2v_item" => count_of(&g.k2v.item_table)?,
                     #[cfg(feature = "k2v")]
@@ -514,11 +520,13 @@ impl AdminRpcHandler {
             });
         };
         let items = g.bucket_k2v_entries(&b.id).await?;
+        let (objects, bytes, uploads) = g.bucket_object_counts(&b.id).await?;
         let mut s = String::new();
         let _ = writeln!(s, "Bucket: {}", b.id.to_hex());
         let _ = writeln!(s);
-        let _ = writeln!(s, "Size: {} ({})", format_size(0), format_size(0));
-        let _ = writeln!(s, "Objects: 0");
+        let _ = writeln!(s, "Size: {} ({bytes} B)", format_size(bytes));
+        let _ = writeln!(s, "Objects: {objects}");
+        let _ = writeln!(s, "Unfinished uploads: {uploads}");
         let _ = writeln!(s, "K2V items: {items}");
         let _ = writeln!(s);
         let _ = writeln!(s, "Website access: false");

@@ -161,7 +161,7 @@ pub enum DebugCmd {
     /// (after hashing pending changes), to compare replicas.
     MerkleRoots {
         /// The table: k2v_item, k2v_index_counter, key, bucket, bucket_alias,
-        /// block_ref.
+        /// block_ref, object, version.
         table: String,
     },
     /// Count the entries (and tombstones among them) a table stores on

@@ -168,9 +168,17 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
         }
         None => None,
     };
-    if cfg.s3_api.api_bind_addr.is_some() {
-        tracing::info!("[s3_api] api_bind_addr is set but this node serves no S3 API");
-    }
+    let s3_listener = match &cfg.s3_api.api_bind_addr {
+        Some(s) => {
+            let a = bind_addr(s, "s3_api.api_bind_addr")?;
+            Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen for the S3 API on {a}"))?,
+            )
+        }
+        None => None,
+    };
 
     // 5. Background workers.
     let bg = BackgroundRunner::new(stop_rx.clone());
@@ -192,6 +200,19 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
     if let Some(l) = k2v_listener {
         tracing::info!(addr = %l.local_addr()?, "K2V API listening");
         tasks.push(spawn_k2v(garage.clone(), &cfg, l, stop_rx.clone())?);
+    }
+    if let Some(l) = s3_listener {
+        tracing::info!(addr = %l.local_addr()?, "S3 API listening");
+        let server = garage_api::s3::S3ApiServer::new(
+            garage.clone(),
+            cfg.s3_api.s3_region.clone(),
+            cfg.s3_api.root_domain.clone(),
+            usize::try_from(cfg.block_size).unwrap_or(1 << 20),
+        );
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            garage_api::server::run(l, rx, move |req| server.clone().handle(req)).await
+        }));
     }
     if let Some(l) = admin_listener {
         tracing::info!(addr = %l.local_addr()?, "admin API listening");

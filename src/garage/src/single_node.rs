@@ -38,6 +38,7 @@ rpc_secret = "{secret_hex}"
 
 [s3_api]
 s3_region = "garage"
+api_bind_addr = "127.0.0.1:3900"
 
 [k2v_api]
 api_bind_addr = "127.0.0.1:3904"
@@ -149,6 +150,7 @@ pub async fn run(cli: &Cli) -> Result<()> {
         .map(|k| k.api_bind_addr.clone())
         .unwrap_or_default();
     let region = cfg.s3_api.s3_region.clone();
+    let s3_addr = cfg.s3_api.api_bind_addr.clone();
     let admin = match (&cfg.admin.api_bind_addr, &cfg.admin.admin_token) {
         (Some(addr), Some(token)) => Some((addr.clone(), token.clone())),
         _ => None,
@@ -167,7 +169,7 @@ pub async fn run(cli: &Cli) -> Result<()> {
     // whoever started it stops reading its output.
     let mut out = String::new();
     use std::fmt::Write as _;
-    let _ = writeln!(out, "==== SINGLE-NODE K2V STORE READY ====");
+    let _ = writeln!(out, "==== SINGLE-NODE K2V / S3 STORE READY ====");
     let _ = writeln!(out, "K2V endpoint: {endpoint}");
     let _ = writeln!(out, "Region: {region}");
     let _ = writeln!(out, "Bucket: default");
@@ -187,6 +189,25 @@ pub async fn run(cli: &Cli) -> Result<()> {
         "  curl --aws-sigv4 \"aws:amz:{region}:k2v\" --user '{key_id}:{secret}' \
          -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' '{endpoint}/default/mypk?sort_key=mysk'"
     );
+    if let Some(s3) = &s3_addr {
+        let _ = writeln!(out, "S3 endpoint: http://{s3}");
+        let _ = writeln!(out, "Try it with the AWS CLI (list, upload, read):");
+        let env = format!(
+            "AWS_ACCESS_KEY_ID={key_id} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION={region}"
+        );
+        let _ = writeln!(
+            out,
+            "  {env} aws --endpoint-url http://{s3} s3 ls s3://default"
+        );
+        let _ = writeln!(
+            out,
+            "  echo hello | {env} aws --endpoint-url http://{s3} s3 cp - s3://default/hello.txt"
+        );
+        let _ = writeln!(
+            out,
+            "  {env} aws --endpoint-url http://{s3} s3 cp s3://default/hello.txt -"
+        );
+    }
     let _ = writeln!(out, "Cluster status:");
     let _ = writeln!(out, "  garage -c {} status", abs.display());
     if let Some((addr, token)) = admin {

@@ -55,6 +55,8 @@ pub struct NodeOpts {
     pub k2v_extra: String,
     /// Extra lines in `[admin]` (e.g. `admin_token = "..."`).
     pub admin_extra: String,
+    /// Extra lines in `[s3_api]` (e.g. `root_domain = "..."`).
+    pub s3_extra: String,
     /// Bootstrap peers.
     pub bootstrap: Vec<String>,
     /// Loopback address (127.0.0.x).
@@ -73,6 +75,7 @@ impl Default for NodeOpts {
             extra: String::new(),
             k2v_extra: String::new(),
             admin_extra: String::new(),
+            s3_extra: String::new(),
             bootstrap: vec![],
             ip: "127.0.0.1".into(),
             rpc_timeout_msec: 5000,
@@ -94,6 +97,8 @@ pub struct Node {
     pub k2v_port: u16,
     /// Admin API port.
     pub admin_port: u16,
+    /// S3 API port.
+    pub s3_port: u16,
     /// Options it was started with.
     pub opts: NodeOpts,
 }
@@ -105,6 +110,7 @@ impl Node {
         let rpc_port = free_port();
         let k2v_port = free_port();
         let admin_port = free_port();
+        let s3_port = free_port();
         let config = dir.path().join("garage.toml");
         let peers: Vec<String> = opts.bootstrap.iter().map(|p| format!("\"{p}\"")).collect();
         let text = format!(
@@ -120,6 +126,8 @@ bootstrap_peers = [{peers}]
 
 [s3_api]
 s3_region = "garage"
+api_bind_addr = "{ip}:{s3_port}"
+{s3_extra}
 
 [k2v_api]
 api_bind_addr = "{ip}:{k2v_port}"
@@ -138,6 +146,7 @@ api_bind_addr = "{ip}:{admin_port}"
             extra = opts.extra,
             k2v_extra = opts.k2v_extra,
             admin_extra = opts.admin_extra,
+            s3_extra = opts.s3_extra,
             rpc_timeout_msec = opts.rpc_timeout_msec,
         );
         std::fs::write(&config, text).expect("write config");
@@ -148,6 +157,7 @@ api_bind_addr = "{ip}:{admin_port}"
             rpc_port,
             k2v_port,
             admin_port,
+            s3_port,
             opts,
         };
         node.restart();
@@ -306,6 +316,11 @@ api_bind_addr = "{ip}:{admin_port}"
         format!("http://{}:{}", self.opts.ip, self.k2v_port)
     }
 
+    /// The S3 endpoint URL.
+    pub fn s3_endpoint(&self) -> String {
+        format!("http://{}:{}", self.opts.ip, self.s3_port)
+    }
+
     /// Lays out this single node, creates key + bucket with all rights.
     pub fn setup_single(&self, bucket: &str) -> Creds {
         let id = self.id();
@@ -406,7 +421,8 @@ pub enum Sign {
     None,
 }
 
-/// A raw K2V HTTP client signing with our SigV4 signer.
+/// A raw K2V (or S3, see [`K2v::s3`]) HTTP client signing with our SigV4
+/// signer.
 pub struct K2v {
     /// Endpoint, e.g. `http://127.0.0.1:1234`.
     pub endpoint: String,
@@ -414,6 +430,8 @@ pub struct K2v {
     pub creds: Creds,
     /// Region.
     pub region: String,
+    /// The SigV4 service: `k2v`, or `s3` (single-encoded paths).
+    pub service: &'static str,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -424,7 +442,16 @@ impl K2v {
             endpoint,
             creds,
             region: "garage".into(),
+            service: "k2v",
             client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// A client of the S3 API of a node (signs for the `s3` service).
+    pub fn s3(endpoint: String, creds: Creds) -> Self {
+        Self {
+            service: "s3",
+            ..Self::new(endpoint, creds)
         }
     }
 
@@ -487,7 +514,7 @@ impl K2v {
                 key_id: &self.creds.key_id,
                 secret: &self.creds.secret,
                 region: &self.region,
-                service: "k2v",
+                service: self.service,
                 now_ms: now_ms(),
             };
             let path_uri: http::Uri = path_query.parse().expect("path uri");
@@ -585,7 +612,7 @@ impl K2v {
             key_id: &self.creds.key_id,
             secret: &self.creds.secret,
             region: &self.region,
-            service: "k2v",
+            service: self.service,
             now_ms: custom.now_ms.unwrap_or_else(now_ms),
         };
         let path_uri: http::Uri = path_query.parse().expect("path uri");
@@ -656,7 +683,7 @@ impl K2v {
             key_id: &self.creds.key_id,
             secret: &self.creds.secret,
             region: &self.region,
-            service: "k2v",
+            service: self.service,
             now_ms,
         };
         let path_uri: http::Uri = path_query.parse().expect("path uri");

@@ -16,5 +16,6 @@ mod k2v_client;
 mod metrics;
 mod replication;
 mod restarts;
+mod s3;
 mod security;
 mod transitions;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use garage_block::BlockManager;
 use garage_db::Db;
 use garage_rpc::system::System;
-use garage_table::{FullCopySyncWorker, MerkleWorker, Table, TableFullReplication};
-#[cfg(feature = "k2v")]
-use garage_table::{GcWorker, SyncWorker};
+use garage_table::{
+    FullCopySyncWorker, GcWorker, MerkleWorker, SyncWorker, Table, TableFullReplication,
+    TableShardedReplication,
+};
 use garage_util::background::BackgroundRunner;
 use garage_util::config::Config;
 use garage_util::rng::Rng;
@@ -16,6 +17,10 @@ use garage_util::time::Clock;
 use crate::bucket_alias_table::BucketAliasTable;
 use crate::bucket_table::BucketTable;
 use crate::key_table::KeyTable;
+use crate::s3::cascade::Cascade;
+use crate::s3::object_table::ObjectTable;
+use crate::s3::version_table::VersionTable;
+use crate::s3::S3State;
 
 /// Everything a node serves from.
 pub struct Garage {
@@ -37,6 +42,8 @@ pub struct Garage {
     pub bucket_alias_table: Arc<Table<BucketAliasTable, TableFullReplication>>,
     /// Data blocks of objects and their reference table.
     pub block_manager: Arc<BlockManager>,
+    /// S3 state: objects and versions.
+    pub s3: S3State,
     /// K2V state.
     #[cfg(feature = "k2v")]
     pub k2v: K2VState,
@@ -104,6 +111,41 @@ impl Garage {
         )?;
         let block_manager = BlockManager::new(&config, db.clone(), system.clone(), clock.clone())?;
 
+        let s3 = {
+            let cascade = Cascade::new(&db)?;
+            let object_table = Table::new(
+                Arc::new(ObjectTable {
+                    cascade: cascade.clone(),
+                }),
+                TableShardedReplication {
+                    system: system.clone(),
+                },
+                system.clone(),
+                db.clone(),
+                clock.clone(),
+            )?;
+            let version_table = Table::new(
+                Arc::new(VersionTable {
+                    cascade: cascade.clone(),
+                }),
+                TableShardedReplication {
+                    system: system.clone(),
+                },
+                system.clone(),
+                db.clone(),
+                clock.clone(),
+            )?;
+            let _ = cascade.versions.set(version_table.clone());
+            let _ = cascade
+                .block_refs
+                .set(block_manager.block_ref_table().clone());
+            S3State {
+                object_table,
+                version_table,
+                cascade,
+            }
+        };
+
         #[cfg(feature = "k2v")]
         let k2v = {
             use crate::k2v::counter_table::{CounterTable, IndexCounter};
@@ -160,6 +202,7 @@ impl Garage {
             bucket_table,
             bucket_alias_table,
             block_manager,
+            s3,
             #[cfg(feature = "k2v")]
             k2v,
         }))
@@ -184,10 +227,21 @@ impl Garage {
         bg.spawn_worker(MerkleWorker::new(self.bucket_table.merkle().clone()));
         bg.spawn_worker(MerkleWorker::new(self.bucket_alias_table.merkle().clone()));
         self.block_manager.spawn_workers(bg);
+        let sync = std::time::Duration::from_secs(self.config.sync_interval_secs.max(1));
+        let gc = std::time::Duration::from_secs(self.config.tombstone_gc_delay_secs);
+        {
+            let objects = &self.s3.object_table;
+            let versions = &self.s3.version_table;
+            bg.spawn_worker(MerkleWorker::new(objects.merkle().clone()));
+            bg.spawn_worker(MerkleWorker::new(versions.merkle().clone()));
+            bg.spawn_worker(SyncWorker::new(objects.clone(), sync));
+            bg.spawn_worker(SyncWorker::new(versions.clone(), sync));
+            bg.spawn_worker(GcWorker::new(objects.clone(), gc));
+            bg.spawn_worker(GcWorker::new(versions.clone(), gc));
+            bg.spawn_worker(self.s3.cascade.worker());
+        }
         #[cfg(feature = "k2v")]
         {
-            let sync = std::time::Duration::from_secs(self.config.sync_interval_secs.max(1));
-            let gc = std::time::Duration::from_secs(self.config.tombstone_gc_delay_secs);
             let items = &self.k2v.item_table;
             let counters = &self.k2v.counter_table;
             if let Some(w) = self.k2v.rpc.committer_worker() {

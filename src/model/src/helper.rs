@@ -513,6 +513,50 @@ impl Garage {
         }
     }
 
+    /// S3 contents of a bucket: (objects, bytes, uploads in progress). Reads
+    /// the bucket's whole object partition.
+    pub async fn bucket_object_counts(&self, bucket: &Uuid) -> Result<(u64, u64, u64)> {
+        let (mut objects, mut bytes, mut uploads) = (0u64, 0u64, 0u64);
+        let mut range = SortRange::all();
+        loop {
+            let page = self
+                .s3
+                .object_table
+                .get_range(bucket, range.clone(), None, 1000, false)
+                .await?;
+            for o in page.iter() {
+                if let Some(m) = o.last_data().and_then(|v| v.meta()) {
+                    objects += 1;
+                    bytes += m.size;
+                }
+                uploads += o.versions.iter().filter(|v| v.is_uploading(false)).count() as u64;
+            }
+            match page.last() {
+                Some(last) if page.len() >= 1000 => {
+                    range.lo = std::ops::Bound::Excluded(last.key.as_bytes().to_vec());
+                }
+                _ => break,
+            }
+        }
+        Ok((objects, bytes, uploads))
+    }
+
+    /// Whether the bucket holds at least one S3 object.
+    pub async fn bucket_has_objects(&self, bucket: &Uuid) -> Result<bool> {
+        Ok(!self
+            .s3
+            .object_table
+            .get_range(
+                bucket,
+                SortRange::all(),
+                Some(crate::s3::object_table::ObjectFilter::IsData),
+                1,
+                false,
+            )
+            .await?
+            .is_empty())
+    }
+
     /// Deletes a bucket that is empty and has only the alias `name`.
     pub async fn delete_bucket(&self, name: &str) -> Result<Bucket> {
         let mut b = self.find_bucket(name).await?;
@@ -520,6 +564,11 @@ impl Garage {
         if aliases.len() + b.local_aliases().len() > 1 || !aliases.contains(&name.to_string()) {
             return Err(HelperError::Refused(format!(
                 "bucket {name} has other aliases: remove them first (garage bucket unalias)"
+            )));
+        }
+        if self.bucket_has_objects(&b.id).await? {
+            return Err(HelperError::Refused(format!(
+                "bucket {name} is not empty: it holds S3 objects"
             )));
         }
         let n = self.bucket_k2v_entries(&b.id).await?;

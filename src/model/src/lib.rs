@@ -7,6 +7,7 @@
 //! - [`helper`]: the operations of the `garage key` / `garage bucket` verbs.
 //! - [`k2v`] (feature `k2v`): items with DVVS causality, index counters,
 //!   subscriptions, and the K2V RPC.
+//! - [`s3`]: objects and their versions (data in blocks).
 //! - [`garage`]: the [`garage::Garage`] struct that owns all of them.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -19,3 +20,4 @@ pub mod helper;
 pub mod k2v;
 pub mod key_table;
 pub mod permission;
+pub mod s3;

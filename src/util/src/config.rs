@@ -215,10 +215,11 @@ impl DataDir {
 pub struct S3ApiConfig {
     /// The region that request signatures must name.
     pub s3_region: String,
-    /// The S3 listener (not served by this K2V-only node).
+    /// Where the S3 API listens (none: no S3 listener).
     #[serde(default)]
     pub api_bind_addr: Option<String>,
-    /// Virtual-host domain (unused).
+    /// Domain of virtual-hosted buckets (`bucket.<root_domain>`); path-style
+    /// requests work with or without it.
     #[serde(default)]
     pub root_domain: Option<String>,
 }

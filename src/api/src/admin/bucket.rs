@@ -113,6 +113,7 @@ fn check_name(name: &str) -> Result<(), AdminError> {
 
 async fn bucket_info(g: &Garage, id: &Uuid) -> Result<Response<ResBody>, AdminError> {
     let b = existing_bucket(g, id).await?;
+    let (objects, bytes, uploads) = g.bucket_object_counts(id).await?;
     let p = b
         .params()
         .ok_or_else(|| AdminError::NoSuchBucket(id.to_hex()))?;
@@ -153,10 +154,10 @@ async fn bucket_info(g: &Garage, id: &Uuid) -> Result<Response<ResBody>, AdminEr
         website_access: false,
         website_config: None,
         keys,
-        objects: 0,
-        bytes: 0,
-        unfinished_uploads: 0,
-        unfinished_multipart_uploads: 0,
+        objects: objects as i64,
+        bytes: bytes as i64,
+        unfinished_uploads: uploads as i64,
+        unfinished_multipart_uploads: uploads as i64,
         unfinished_multipart_upload_parts: 0,
         unfinished_multipart_upload_bytes: 0,
         quotas: QuotasResp::default(),
@@ -334,7 +335,7 @@ pub async fn handle_update_bucket(
     bucket_info(g, &id).await
 }
 
-/// `DELETE /v1/bucket?id=`: refused (409) while the bucket holds K2V items;
+/// `DELETE /v1/bucket?id=`: refused (409) while the bucket holds S3 objects or K2V items;
 /// otherwise every permission is revoked, every alias (global or local)
 /// is freed and the bucket is deleted.
 pub async fn handle_delete_bucket(
@@ -344,6 +345,12 @@ pub async fn handle_delete_bucket(
     let g = &ctx.garage;
     let id = parse_bucket_id(id)?;
     let b = existing_bucket(g, &id).await?;
+    if g.bucket_has_objects(&id).await? {
+        return Err(AdminError::BucketNotEmpty(format!(
+            "bucket {} holds S3 objects",
+            id.to_hex()
+        )));
+    }
     let items = g.bucket_k2v_entries(&id).await?;
     if items > 0 {
         return Err(AdminError::BucketNotEmpty(format!(

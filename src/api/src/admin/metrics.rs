@@ -207,6 +207,8 @@ fn tables(e: &mut TextEncoder, g: &Garage) {
         g.bucket_table.stats(),
         g.bucket_alias_table.stats(),
         g.block_manager.block_ref_table().stats(),
+        g.s3.object_table.stats(),
+        g.s3.version_table.stats(),
         #[cfg(feature = "k2v")]
         g.k2v.item_table.stats(),
         #[cfg(feature = "k2v")]

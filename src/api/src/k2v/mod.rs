@@ -6,14 +6,14 @@
 //! (ReadIndex) and [`poll_range`]. The handlers share [`ReqCtx`] and the
 //! range semantics of [`range`], and never import this module. Among
 //! themselves they import one way only: `batch` uses `item`, and
-//! `poll_range` uses `batch` (its answer items) and `item`. [`metrics`]
-//! counts and times every request whose endpoint was recognised.
+//! `poll_range` uses `batch` (its answer items) and `item`. The request
+//! metrics (`crate::metrics`) count and time every request whose endpoint
+//! was recognised.
 
 pub mod batch;
 mod ctx;
 pub mod index;
 pub mod item;
-mod metrics;
 pub mod poll_range;
 pub mod range;
 pub mod router;
@@ -36,8 +36,8 @@ use garage_util::data::Uuid;
 
 use crate::error::ApiError;
 use crate::http::{error_response, read_body_with_timeout, ResBody};
+use crate::metrics::{ApiMetrics, K2V};
 use crate::signature::{check_body, parse_request, verify, SigningKeyCache};
-use metrics::K2VMetrics;
 use router::{parse_path, parse_query, Authorization, Endpoint};
 
 /// Shared state of the K2V API server.
@@ -53,7 +53,7 @@ pub struct K2VApiServer {
     signing_keys: SigningKeyCache,
     key_cache: Mutex<HashMap<String, KeyCacheEntry>>,
     bucket_cache: Mutex<HashMap<String, BucketCacheEntry>>,
-    metrics: K2VMetrics,
+    metrics: ApiMetrics,
 }
 
 /// Key table generation and the live key it had.
@@ -85,7 +85,7 @@ impl K2VApiServer {
             signing_keys: SigningKeyCache::new(),
             key_cache: Mutex::new(HashMap::new()),
             bucket_cache: Mutex::new(HashMap::new()),
-            metrics: K2VMetrics::new(garage_util::metrics::global()),
+            metrics: ApiMetrics::new(garage_util::metrics::global(), &K2V),
         })
     }
 

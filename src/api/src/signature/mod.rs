@@ -16,6 +16,9 @@
 //! canonicalisation code. For the `k2v` service the canonical URI is the wire path encoded a
 //! second time (`%20` becomes `%2520`), see [`UriEncoding`].
 //!
+//! Streaming uploads (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`, S3 only) sign every aws-chunked
+//! chunk; [`ChunkSigner`] computes and checks those chained signatures.
+//!
 //! Each [`SigError`] carries the HTTP status and error code the API must answer with.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -25,6 +28,7 @@ mod error;
 mod payload;
 mod signer;
 mod signing_key_cache;
+mod streaming;
 mod verifier;
 
 #[cfg(test)]
@@ -35,9 +39,10 @@ pub use canonical::{
     UriEncoding, ALGORITHM, UNSIGNED_PAYLOAD,
 };
 pub use error::{SigError, SigErrorKind};
-pub use payload::{check_body, PayloadHash};
+pub use payload::{check_body, PayloadHash, STREAMING_SIGNED, STREAMING_UNSIGNED_TRAILER};
 pub use signer::{presign_query, sign_request, SigningParams};
 pub use signing_key_cache::{signing_key, SigningKeyCache};
+pub use streaming::ChunkSigner;
 pub use verifier::{
     parse_request, verify, ParsedAuth, MAX_CLOCK_SKEW_SECS, MAX_PRESIGNED_EXPIRES_SECS,
 };

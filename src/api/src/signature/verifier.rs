@@ -19,6 +19,7 @@ use super::date::{format_amz_date, parse_amz_date, parse_http_date};
 use super::error::{SigError, SigErrorKind};
 use super::payload::PayloadHash;
 use super::signing_key_cache::{constant_time_eq, hmac_sha256, SigningKeyCache};
+use super::streaming::ChunkSigner;
 
 /// A header-signed request may be this far from the server clock, in either direction.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 15 * 60;
@@ -39,6 +40,7 @@ pub struct ParsedAuth {
     /// The access key id of the credential.
     pub key_id: String,
     pub(crate) date8: String,
+    pub(crate) datetime: String,
     pub(crate) region: String,
     pub(crate) service: String,
     /// Kept to log it when the signature does not match: the usual way to debug a client.
@@ -58,6 +60,24 @@ impl ParsedAuth {
     /// What the body must hash to; pass it to [`super::check_body`] once the body is read.
     pub fn payload_hash(&self) -> &PayloadHash {
         &self.payload_hash
+    }
+
+    /// The checker of the chunk signatures of a `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` body,
+    /// seeded with this request's signature (call after [`verify`] succeeded).
+    pub fn chunk_verifier(&self, secret: &str, cache: &SigningKeyCache) -> ChunkSigner {
+        let key = cache.get(
+            &self.key_id,
+            secret,
+            &self.date8,
+            &self.region,
+            &self.service,
+        );
+        ChunkSigner::new(
+            key,
+            &self.datetime,
+            &scope(&self.date8, &self.region, &self.service),
+            self.signature,
+        )
     }
 
     /// Whether the signature came from presigned query parameters.
@@ -164,7 +184,8 @@ fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h st
 /// scope naming another region, service or date; `RequestTimeTooSkewed` (403) for a
 /// header-signed request more than 15 minutes away from `now_ms`; `AccessDenied` (403) for a
 /// presigned URL that has expired or is not valid yet; `InvalidRequest` (400) for a missing
-/// or unsupported `x-amz-content-sha256` or for a request carrying both kinds of signature.
+/// or unsupported `x-amz-content-sha256` (streaming payloads are accepted for `s3` only) or
+/// for a request carrying both kinds of signature.
 pub fn parse_request(
     method: &Method,
     uri: &Uri,
@@ -319,6 +340,17 @@ impl Ctx<'_> {
             SigError::invalid_request("a header-signed request needs x-amz-content-sha256")
         })?;
         let payload_hash = PayloadHash::parse(payload)?;
+        let streaming = matches!(
+            payload_hash,
+            PayloadHash::StreamingSigned | PayloadHash::StreamingUnsignedTrailer
+        );
+        if streaming && self.service != "s3" {
+            return Err(SigError::invalid_request(format!(
+                "x-amz-content-sha256 {payload} is not supported by the {} API: send the hex \
+                 SHA-256 of the body or UNSIGNED-PAYLOAD",
+                self.service
+            )));
+        }
         self.finish(
             cred,
             &datetime,
@@ -419,6 +451,7 @@ impl Ctx<'_> {
         Ok(ParsedAuth {
             key_id: cred.key_id.to_owned(),
             date8: cred.date8.to_owned(),
+            datetime: datetime.to_owned(),
             region: cred.region.to_owned(),
             service: cred.service.to_owned(),
             canonical_request: canonical,
