@@ -17,7 +17,12 @@ use sim::{run_seed, Report};
 
 /// Seeds that once found a bug (see doc/reliability.md): they must stay
 /// green.
-const REGRESSIONS: &[u64] = &[];
+const REGRESSIONS: &[u64] = &[
+    // A former owner that missed a delete handed its copy off after the
+    // new owners had collected the tombstone: the value came back (GC now
+    // reaches former owners still in the layout).
+    83,
+];
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())

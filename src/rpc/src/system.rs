@@ -335,6 +335,12 @@ impl System {
         all
     }
 
+    /// Former storage nodes of the partition of `hash` that may still hold
+    /// entries to hand off (see [`LayoutHistory::former_storage_nodes_of`]).
+    pub fn former_storage_nodes_of(&self, hash: &Hash) -> Vec<Uuid> {
+        self.layout().former_storage_nodes_of(hash)
+    }
+
     /// Marks a write in flight under the current layout version until the
     /// guard is dropped. Take it before computing the write sets.
     pub fn write_guard(&self) -> WriteGuard<'_> {
