@@ -339,9 +339,22 @@ impl System {
     }
 
     /// Former storage nodes of the partition of `hash` that may still hold
-    /// entries to hand off (see [`LayoutHistory::former_storage_nodes_of`]).
+    /// entries to hand off (see [`LayoutHistory::former_storage_nodes_of`]):
+    /// those that still have a role, and those removed from the layout that
+    /// are still reachable (a removed node hands off what it holds while it
+    /// runs; one that is gone is expected to be wiped, and is not waited
+    /// for).
     pub fn former_storage_nodes_of(&self, hash: &Hash) -> Vec<Uuid> {
-        self.layout().former_storage_nodes_of(hash)
+        let former = self.layout().former_storage_nodes_of(hash);
+        if former.is_empty() {
+            return vec![];
+        }
+        let up = self.up_peers();
+        former
+            .into_iter()
+            .filter(|(n, member)| *member || up.contains(n))
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// Marks a write in flight under the current layout version until the

@@ -5,8 +5,9 @@
 //! replica, for a tombstone twice that old):
 //! 1. pushes the tombstone to every other node storing the partition, and
 //!    to the former owners of the partition (in a retired layout version
-//!    still remembered) that are still members and may not have handed
-//!    their copy off yet, and needs all of them to accept it: from then on
+//!    still remembered) that may not have handed their copy off yet: those
+//!    still in the layout, and removed ones while they are reachable. It
+//!    needs all of them to accept it: from then on
 //!    no replica holds the value the tombstone deleted, so none can bring
 //!    it back;
 //! 2. asks each of them to delete the entry if it still holds exactly that

@@ -352,9 +352,14 @@ async fn run_client(
 }
 
 /// The fault schedule: a few faults one after the other.
-async fn run_faults(cluster: Arc<Cluster>, rng: Shared<StdRng>, events: usize) -> Injected {
+async fn run_faults(
+    cluster: Arc<Cluster>,
+    rng: Shared<StdRng>,
+    events: usize,
+    layout_changed: Arc<std::sync::atomic::AtomicBool>,
+) -> Injected {
+    use std::sync::atomic::Ordering;
     let mut inj = Injected::default();
-    let mut layout_changed = false;
     for _ in 0..events {
         let (wait, kind, dur) = {
             let mut r = lock(&rng);
@@ -431,42 +436,61 @@ async fn run_faults(cluster: Arc<Cluster>, rng: Shared<StdRng>, events: usize) -
                 trace(|| format!("restart {i}"));
                 cluster.start(i);
             }
-            _ if !layout_changed => {
-                let (add, on, disk, fsync, skew) = {
+            _ if !layout_changed.load(Ordering::SeqCst) => {
+                let (action, on, disk, fsync, skew) = {
                     let mut r = lock(&rng);
                     (
-                        r.gen_bool(0.6) && n < 5,
+                        r.gen_range(0..3u8),
                         r.gen_range(0..n),
                         r.gen_bool(0.4),
                         r.gen_bool(0.5),
                         r.gen_range(0..3000u64),
                     )
                 };
-                let roles = if add {
-                    let i = cluster.add_node(disk, fsync, skew);
-                    vec![(i, format!("dc{i}"), 1_000_000_000)]
-                } else {
-                    vec![(on, format!("dc{on}"), 3_000_000_000)]
+                let Some(g) = cluster.garage(on) else {
+                    continue;
                 };
-                let also: Vec<usize> = roles.iter().map(|r| r.0).collect();
-                let ids = cluster.ids();
-                let roles: Vec<(Uuid, NodeRole)> = roles
-                    .into_iter()
-                    .map(|(i, zone, cap)| {
-                        (
-                            ids[i],
-                            NodeRole {
-                                zone,
-                                capacity: Some(cap),
-                                tags: vec![],
-                            },
-                        )
+                // As an operator must: on a node that has the newest
+                // layout, one change at a time. (Two nodes applying
+                // different changes under the same version number fork the
+                // layout, and the layout digest does not tell the forks
+                // apart: see doc/reliability.md.)
+                let newest = cluster
+                    .running()
+                    .iter()
+                    .map(|(_, o)| o.system.layout().current().version)
+                    .max()
+                    .unwrap_or(0);
+                if g.system.layout().current().version < newest
+                    || layout_changed.swap(true, Ordering::SeqCst)
+                {
+                    continue;
+                }
+                let storage = g.system.layout().current().storage_nodes().to_vec();
+                let role = |i: usize, cap: u64| {
+                    Some(NodeRole {
+                        zone: format!("dc{i}"),
+                        capacity: Some(cap),
+                        tags: vec![],
                     })
-                    .collect();
+                };
+                // Add a node, remove one (it keeps running, as a node does
+                // until its operator stops it), or change a capacity.
+                let (roles, also) = match action {
+                    0 if n < 5 => {
+                        let i = cluster.add_node(disk, fsync, skew);
+                        (vec![(cluster.ids()[i], role(i, 1_000_000_000))], vec![i])
+                    }
+                    1 if storage.len() >= 4 => {
+                        let victim = storage[skew as usize % storage.len()];
+                        (vec![(victim, None)], vec![])
+                    }
+                    _ => (vec![(ids[on], role(on, 3_000_000_000))], vec![]),
+                };
                 trace(|| format!("layout change on {on}: {roles:?}"));
-                if cluster.apply_layout(on, &roles, &also).await.is_ok() {
-                    inj.layout_change += 1;
-                    layout_changed = true;
+                match cluster.apply_layout(on, &roles, &also).await {
+                    Ok(_) => inj.layout_change += 1,
+                    Err(_) => layout_changed.store(false, Ordering::SeqCst),
                 }
             }
             _ => (),
@@ -569,6 +593,7 @@ async fn divergence(cluster: &Cluster) -> Option<String> {
     for (p, hash) in partitions() {
         let nodes = first.system.storage_nodes_of(&hash);
         let mut roots = BTreeSet::new();
+        let mut per_node = vec![];
         for id in nodes.iter() {
             let Some(i) = ids.iter().position(|x| x == id) else {
                 return Some(format!("unknown storage node {id:?}"));
@@ -577,12 +602,17 @@ async fn divergence(cluster: &Cluster) -> Option<String> {
             let item = g.k2v.item_table.merkle().root(u16::from(p));
             let counter = g.k2v.counter_table.merkle().root(u16::from(p));
             match (item, counter) {
-                (Ok(a), Ok(b)) => roots.insert((a, b)),
+                (Ok(a), Ok(b)) => {
+                    roots.insert((a, b));
+                    per_node.push((i, a.is_some(), b.is_some()));
+                }
                 _ => return Some(format!("node {i}: cannot read Merkle roots")),
             };
         }
         if roots.len() > 1 {
-            return Some(format!("partition {p}: replicas differ"));
+            return Some(format!(
+                "partition {p}: replicas differ (node, has items, has counters): {per_node:?}"
+            ));
         }
     }
     let (state, counters) = final_state(cluster);
@@ -607,17 +637,17 @@ pub async fn run(seed: u64) -> Report {
         cluster.add_node(disk, fsync, skew);
     }
     let ids = cluster.ids();
-    let roles: Vec<(Uuid, NodeRole)> = ids
+    let roles: Vec<(Uuid, Option<NodeRole>)> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
             (
                 *id,
-                NodeRole {
+                Some(NodeRole {
                     zone: format!("dc{i}"),
                     capacity: Some(1_000_000_000),
                     tags: vec![],
-                },
+                }),
             )
         })
         .collect();
@@ -646,8 +676,16 @@ pub async fn run(seed: u64) -> Report {
     // One or two fault lanes: with two, faults overlap (a crash during a
     // partition; a heal ends both lanes' cuts).
     let lanes = rng.gen_range(1..=2usize);
+    let layout_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let fault_tasks: Vec<_> = (0..lanes)
-        .map(|_| tokio::spawn(run_faults(cluster.clone(), shared.clone(), events)))
+        .map(|_| {
+            tokio::spawn(run_faults(
+                cluster.clone(),
+                shared.clone(),
+                events,
+                layout_changed.clone(),
+            ))
+        })
         .collect();
     let base = tokio::time::Instant::now();
     let client_tasks: Vec<_> = (0..clients)

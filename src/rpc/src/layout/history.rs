@@ -313,12 +313,13 @@ impl LayoutHistory {
     }
 
     /// Nodes that stored the partition of `hash` in a retired version
-    /// still remembered, store it in no active version, and still have a
-    /// role in the current one, sorted. They may hold entries of the
-    /// partition they have not handed off yet (a write quorum of the old
-    /// set was enough, so such a copy can be behind): tombstone GC must
-    /// reach them too, or their hand-off would bring deleted values back.
-    pub fn former_storage_nodes_of(&self, partition_hash: &Hash) -> Vec<Uuid> {
+    /// still remembered and store it in no active version, sorted, each
+    /// with whether it still has a role in the current version. They may
+    /// hold entries of the partition they have not handed off yet (a write
+    /// quorum of the old set was enough, so such a copy can be behind):
+    /// tombstone GC must reach them too, or their hand-off would bring
+    /// deleted values back.
+    pub fn former_storage_nodes_of(&self, partition_hash: &Hash) -> Vec<(Uuid, bool)> {
         let live: Vec<Uuid> = self
             .versions
             .iter()
@@ -329,11 +330,11 @@ impl LayoutHistory {
             .old_versions
             .iter()
             .flat_map(|v| v.nodes_of(partition_hash))
-            .filter(|n| !live.contains(n) && members.contains(n))
+            .filter(|n| !live.contains(n))
             .collect();
         out.sort();
         out.dedup();
-        out
+        out.into_iter().map(|n| (n, members.contains(&n))).collect()
     }
 
     // ---- transition trackers (spec §3) ----
