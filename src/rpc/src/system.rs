@@ -339,22 +339,9 @@ impl System {
     }
 
     /// Former storage nodes of the partition of `hash` that may still hold
-    /// entries to hand off (see [`LayoutHistory::former_storage_nodes_of`]):
-    /// those that still have a role, and those removed from the layout that
-    /// are still reachable (a removed node hands off what it holds while it
-    /// runs; one that is gone is expected to be wiped, and is not waited
-    /// for).
+    /// entries to hand off (see [`LayoutHistory::former_storage_nodes_of`]).
     pub fn former_storage_nodes_of(&self, hash: &Hash) -> Vec<Uuid> {
-        let former = self.layout().former_storage_nodes_of(hash);
-        if former.is_empty() {
-            return vec![];
-        }
-        let up = self.up_peers();
-        former
-            .into_iter()
-            .filter(|(n, member)| *member || up.contains(n))
-            .map(|(n, _)| n)
-            .collect()
+        self.layout().former_storage_nodes_of(hash)
     }
 
     /// Marks a write in flight under the current layout version until the

@@ -4,10 +4,10 @@
 //! than the GC delay, the first node (by id) storing its partition (any
 //! replica, for a tombstone twice that old):
 //! 1. pushes the tombstone to every other node storing the partition, and
-//!    to the former owners of the partition (in a retired layout version
-//!    still remembered) that may not have handed their copy off yet: those
-//!    still in the layout, and removed ones while they are reachable. It
-//!    needs all of them to accept it: from then on
+//!    to the former owners of the partition (in one of the last retired
+//!    layout versions, still in the layout or removed from it) that may not
+//!    have handed their copy off yet. It needs all of them to accept it:
+//!    from then on
 //!    no replica holds the value the tombstone deleted, so none can bring
 //!    it back;
 //! 2. asks each of them to delete the entry if it still holds exactly that
