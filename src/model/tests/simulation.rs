@@ -16,8 +16,19 @@ use std::sync::Mutex;
 use sim::{run_seed, Report};
 
 /// Seeds that once found a bug (see doc/reliability.md): they must stay
-/// green.
-const REGRESSIONS: &[u64] = &[];
+/// green. A seed names a schedule only for one version of the generator in
+/// `sim/mod.rs`: when the generator changes, a seed that failed may no
+/// longer build the same schedule.
+const REGRESSIONS: &[u64] = &[
+    // A former owner that missed a delete handed its copy off after the
+    // new owners had collected the tombstone: the value came back. Found
+    // at commit c10f1b3's generator (the schedule has changed since).
+    83,
+    // The same with a node removed from the layout, down while the
+    // tombstone was collected, handing off when it restarted (current
+    // generator).
+    430,
+];
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())

@@ -147,8 +147,11 @@ pub struct System {
     trackers_changed: Notify,
     /// The last disk-space reading and when it was taken: `df` is a
     /// process spawn, too costly for every status exchange.
-    disk_cache: Mutex<Option<(tokio::time::Instant, Option<(u64, u64)>)>>,
+    disk_cache: Mutex<Option<(tokio::time::Instant, DiskSpace)>>,
 }
+
+/// (available, total) bytes on the metadata disk, if known.
+type DiskSpace = Option<(u64, u64)>;
 
 /// How long a disk-space reading is reused.
 const DISK_SPACE_TTL: Duration = Duration::from_secs(60);
@@ -335,6 +338,12 @@ impl System {
         all
     }
 
+    /// Former storage nodes of the partition of `hash` that may still hold
+    /// entries to hand off (see [`LayoutHistory::former_storage_nodes_of`]).
+    pub fn former_storage_nodes_of(&self, hash: &Hash) -> Vec<Uuid> {
+        self.layout().former_storage_nodes_of(hash)
+    }
+
     /// Marks a write in flight under the current layout version until the
     /// guard is dropped. Take it before computing the write sets.
     pub fn write_guard(&self) -> WriteGuard<'_> {
@@ -492,7 +501,7 @@ impl System {
         }
     }
 
-    fn cached_disk_space(&self) -> Option<(u64, u64)> {
+    fn cached_disk_space(&self) -> DiskSpace {
         let mut c = self.disk_cache.lock().unwrap_or_else(|e| e.into_inner());
         let now = tokio::time::Instant::now();
         match *c {

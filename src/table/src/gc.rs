@@ -4,8 +4,12 @@
 //! than the GC delay, the first node (by id) storing its partition (any
 //! replica, for a tombstone twice that old):
 //! 1. pushes the tombstone to every other node storing the partition, and
-//!    needs all of them to accept it: from then on no replica holds the
-//!    value the tombstone deleted, so none can bring it back;
+//!    to the former owners of the partition (in one of the last retired
+//!    layout versions, still in the layout or removed from it) that may not
+//!    have handed their copy off yet. It needs all of them to accept it:
+//!    from then on
+//!    no replica holds the value the tombstone deleted, so none can bring
+//!    it back;
 //! 2. asks each of them to delete the entry if it still holds exactly that
 //!    tombstone (a newer write in between keeps the entry everywhere);
 //! 3. deletes its own copy under the same condition.
@@ -89,7 +93,15 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
             if nodes.first() != Some(&me) && ts >= stray_cutoff {
                 continue;
             }
-            let others: Vec<Uuid> = nodes.into_iter().filter(|n| *n != me).collect();
+            // Former owners that may not have handed the partition off yet
+            // take part too: one that missed the delete would otherwise
+            // hand the deleted value back once the tombstone is gone.
+            let mut others: Vec<Uuid> = nodes.into_iter().filter(|n| *n != me).collect();
+            for n in self.replication.former_storage_nodes(&phash) {
+                if n != me && !others.contains(&n) {
+                    others.push(n);
+                }
+            }
             groups.entry(others).or_default().push(Queued {
                 queue_key: qk,
                 key,

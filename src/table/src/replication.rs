@@ -19,6 +19,11 @@ pub trait TableReplication: Send + Sync + 'static {
     fn sharded(&self) -> bool;
     /// Every node storing the partition of `hash` in any active version.
     fn storage_nodes(&self, hash: &Hash) -> Vec<Uuid>;
+    /// Nodes that stored the partition in a retired version and may still
+    /// hold entries of it to hand off (none for full-copy tables).
+    fn former_storage_nodes(&self, _hash: &Hash) -> Vec<Uuid> {
+        vec![]
+    }
 }
 
 /// Sharded: each partition on `rf` nodes chosen by the layout.
@@ -47,6 +52,9 @@ impl TableReplication for TableShardedReplication {
     }
     fn storage_nodes(&self, hash: &Hash) -> Vec<Uuid> {
         self.system.storage_nodes_of(hash)
+    }
+    fn former_storage_nodes(&self, hash: &Hash) -> Vec<Uuid> {
+        self.system.former_storage_nodes_of(hash)
     }
 }
 

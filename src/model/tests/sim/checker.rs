@@ -12,7 +12,10 @@
 //! - phantom: a final value that no write (acknowledged or of unknown
 //!   outcome) carried;
 //! - counters: per partition key, the index counters equal the counts of
-//!   the final items.
+//!   the final items;
+//! - stale read: a quorum read that started after a write was acknowledged
+//!   returns neither its value nor lacks it for a good reason (a write that
+//!   superseded it, whatever its outcome).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,6 +42,19 @@ pub struct WriteRec {
     pub seen: Option<BTreeSet<Vec<u8>>>,
     /// How it ended.
     pub outcome: Outcome,
+    /// When it was acknowledged (simulated ms since the start).
+    pub acked_ms: Option<u64>,
+}
+
+/// One successful quorum read of an item.
+#[derive(Debug, Clone, Hash)]
+pub struct ReadRec {
+    /// The item.
+    pub key: Key,
+    /// When the read started (simulated ms since the start).
+    pub started_ms: u64,
+    /// The live values it returned.
+    pub seen: BTreeSet<Vec<u8>>,
 }
 
 /// The four index counters of one partition key.
@@ -85,6 +101,7 @@ pub fn expected_counts(state: &BTreeMap<Key, FinalItem>) -> BTreeMap<String, Cou
 /// Checks `history` against the converged `state` and `counters`.
 pub fn check(
     history: &[WriteRec],
+    reads: &[ReadRec],
     state: &BTreeMap<Key, FinalItem>,
     counters: &BTreeMap<String, Counts>,
 ) -> Verdict {
@@ -138,6 +155,22 @@ pub fn check(
             }
         }
     }
+    for r in reads {
+        for w in history.iter().filter(|w| w.key == r.key) {
+            let (Some(val), Some(at)) = (&w.value, w.acked_ms) else {
+                continue;
+            };
+            let covered = superseded.get(&w.key).is_some_and(|s| s.contains(val));
+            if at < r.started_ms && !r.seen.contains(val) && !covered {
+                v.violations.push(format!(
+                    "stale read: a read of {:?} at {} ms missed {:?}, acknowledged at {at} ms",
+                    r.key,
+                    r.started_ms,
+                    String::from_utf8_lossy(val)
+                ));
+            }
+        }
+    }
     v.violations.extend(counter_mismatches(state, counters));
     v
 }
@@ -173,6 +206,7 @@ mod tests {
             value: val.map(|s| s.as_bytes().to_vec()),
             seen: seen.map(|s| s.iter().map(|x| x.as_bytes().to_vec()).collect()),
             outcome,
+            acked_ms: (outcome == Outcome::Acked).then_some(10),
         }
     }
 
@@ -218,7 +252,15 @@ mod tests {
                 bytes: 3
             }
         );
-        let v = check(&history, &good, &counts);
+        let read = |sk: &str, at: u64, seen: &[&str]| ReadRec {
+            key: ("p".into(), sk.into()),
+            started_ms: at,
+            seen: seen.iter().map(|x| x.as_bytes().to_vec()).collect(),
+        };
+        // A read before the acknowledgement may miss the value; one after
+        // it may miss only a superseded value.
+        let reads = vec![read("c", 5, &[]), read("a", 20, &["y"]), read("b", 20, &[])];
+        let v = check(&history, &reads, &good, &counts);
         assert!(v.violations.is_empty(), "{:?}", v.violations);
         assert_eq!((v.checked, v.lost), (5, 0));
 
@@ -228,7 +270,7 @@ mod tests {
             ("b", &[Some("u")]),
             ("c", &[Some("q")]),
         ]);
-        let v = check(&history, &bad, &counts);
+        let v = check(&history, &[read("c", 20, &[])], &bad, &counts);
         assert_eq!(v.lost, 1);
         let kinds: Vec<&str> = v
             .violations
@@ -238,6 +280,7 @@ mod tests {
         assert!(kinds.contains(&"lost"), "{kinds:?}");
         assert!(kinds.contains(&"resurrected"), "{kinds:?}");
         assert!(kinds.contains(&"phantom"), "{kinds:?}");
+        assert!(kinds.contains(&"stale read"), "{kinds:?}");
         assert!(kinds.contains(&"counters of \"p\""), "{kinds:?}");
     }
 }

@@ -214,20 +214,23 @@ impl Cluster {
         self.net.shutdown();
     }
 
-    /// Stages `roles` on node `on`'s layout, applies them as the next
+    /// Stages `roles` (None: remove the node) on node `on`'s layout,
+    /// applies them as the next
     /// version and merges the result there (it spreads from there) and on
     /// every node in `also`.
     pub async fn apply_layout(
         &self,
         on: usize,
-        roles: &[(Uuid, NodeRole)],
+        roles: &[(Uuid, Option<NodeRole>)],
         also: &[usize],
     ) -> Result<u64, String> {
         let g = self.garage(on).ok_or("layout node down")?;
         let mut l: LayoutHistory = (*g.system.layout()).clone();
         for (id, role) in roles {
-            l.stage_assign(*id, role.clone())
-                .map_err(|e| e.to_string())?;
+            match role {
+                Some(r) => l.stage_assign(*id, r.clone()).map_err(|e| e.to_string())?,
+                None => l.stage_remove(*id),
+            }
         }
         let v = l.current().version + 1;
         let (applied, _) = l.apply_staged_changes(Some(v)).map_err(|e| e.to_string())?;

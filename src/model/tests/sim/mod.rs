@@ -28,7 +28,7 @@ use garage_rpc::memory_transport::{FaultConfig, FaultStats};
 use garage_table::{PartitionKey, SortRange};
 use garage_util::data::Uuid;
 
-use checker::{Counts, FinalItem, Key, Outcome, Verdict, WriteRec};
+use checker::{Counts, FinalItem, Key, Outcome, ReadRec, Verdict, WriteRec};
 use cluster::Cluster;
 
 const BUCKET: Uuid = Uuid::from_bytes([42; 32]);
@@ -76,6 +76,13 @@ pub struct Report {
 
 type Shared<T> = Arc<Mutex<T>>;
 
+/// Prints a line of the run's trace when `SIM_TRACE` is set.
+fn trace(msg: impl FnOnce() -> String) {
+    if std::env::var_os("SIM_TRACE").is_some() {
+        eprintln!("[{:?}] {}", tokio::time::Instant::now(), msg());
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -104,17 +111,49 @@ struct Planned {
     ctx: Option<(CausalContext, BTreeSet<Vec<u8>>)>,
 }
 
+/// Where a client records its successful reads.
+struct Reads<'a> {
+    log: &'a Shared<Vec<ReadRec>>,
+    base: tokio::time::Instant,
+}
+
+impl Reads<'_> {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+    fn record(&self, key: Key, started_ms: u64, seen: BTreeSet<Vec<u8>>) {
+        lock(self.log).push(ReadRec {
+            key,
+            started_ms,
+            seen,
+        });
+    }
+}
+
 /// Reads an item to write it back with its token.
-async fn read_token(g: &Garage, key: &Key) -> Option<(CausalContext, BTreeSet<Vec<u8>>, bool)> {
+async fn read_token(
+    g: &Garage,
+    reads: &Reads<'_>,
+    key: &Key,
+) -> Option<(CausalContext, BTreeSet<Vec<u8>>, bool)> {
+    let started = reads.now_ms();
     let item = g.k2v.rpc.read_item(&partition(&key.0), &key.1).await.ok()?;
-    Some(match item {
+    let r = match item {
         Some(i) => (i.causal_context(), live_values(&i), i.is_tombstone()),
         None => (CausalContext::new(), BTreeSet::new(), true),
-    })
+    };
+    reads.record(key.clone(), started, r.1.clone());
+    Some(r)
 }
 
 /// Runs one client operation; returns the writes it attempted.
-async fn client_op(g: &Garage, rng: &Shared<StdRng>, client: usize, n: usize) -> Vec<Planned> {
+async fn client_op(
+    g: &Garage,
+    reads: &Reads<'_>,
+    rng: &Shared<StdRng>,
+    client: usize,
+    n: usize,
+) -> Vec<Planned> {
     let (kind, keys, tokens) = {
         let mut r = lock(rng);
         let kind = r.gen_range(0..10u8);
@@ -143,7 +182,7 @@ async fn client_op(g: &Garage, rng: &Shared<StdRng>, client: usize, n: usize) ->
         }),
         // InsertItem with the token of a read.
         2..=4 => {
-            if let Some((ctx, seen, _)) = read_token(g, &keys[0]).await {
+            if let Some((ctx, seen, _)) = read_token(g, reads, &keys[0]).await {
                 planned.push(Planned {
                     key: keys[0].clone(),
                     value: value(0),
@@ -153,7 +192,7 @@ async fn client_op(g: &Garage, rng: &Shared<StdRng>, client: usize, n: usize) ->
         }
         // DeleteItem: needs a token; nothing to delete on a tombstone.
         5..=6 => {
-            if let Some((ctx, seen, tomb)) = read_token(g, &keys[0]).await {
+            if let Some((ctx, seen, tomb)) = read_token(g, reads, &keys[0]).await {
                 if !tomb {
                     planned.push(Planned {
                         key: keys[0].clone(),
@@ -167,7 +206,7 @@ async fn client_op(g: &Garage, rng: &Shared<StdRng>, client: usize, n: usize) ->
         7..=8 => {
             for (j, (key, tok)) in keys.iter().zip(tokens).enumerate() {
                 let ctx = if tok {
-                    match read_token(g, key).await {
+                    match read_token(g, reads, key).await {
                         Some((c, s, _)) => Some((c, s)),
                         None => continue,
                     }
@@ -189,12 +228,23 @@ async fn client_op(g: &Garage, rng: &Shared<StdRng>, client: usize, n: usize) ->
                 exclude_only_tombstones: true,
                 conflicts_only: false,
             };
+            let started = reads.now_ms();
             if let Ok(items) = g
                 .k2v
                 .rpc
                 .read_range(&partition(&pk), SortRange::all(), filter, 1000, false)
                 .await
             {
+                // The range covers every sort key: a key it did not return
+                // has no live value.
+                for sk in SKS {
+                    let seen = items
+                        .iter()
+                        .find(|i| i.sort_key == sk)
+                        .map(live_values)
+                        .unwrap_or_default();
+                    reads.record((pk.clone(), sk.to_string()), started, seen);
+                }
                 for i in items {
                     planned.push(Planned {
                         key: (pk.clone(), i.sort_key.clone()),
@@ -212,9 +262,12 @@ async fn run_client(
     cluster: Arc<Cluster>,
     rng: Shared<StdRng>,
     history: Shared<Vec<WriteRec>>,
+    reads: Shared<Vec<ReadRec>>,
+    base: tokio::time::Instant,
     client: usize,
     ops: usize,
 ) {
+    let reads = Reads { log: &reads, base };
     for n in 0..ops {
         let (pause, attached) = {
             let mut r = lock(&rng);
@@ -232,13 +285,15 @@ async fn run_client(
         };
         // The reads behind tokens come first: a timeout there attempted
         // nothing. The writes are recorded before they are sent.
-        let planned =
-            match tokio::time::timeout(Duration::from_secs(60), client_op(&g, &rng, client, n))
-                .await
-            {
-                Ok(p) if !p.is_empty() => p,
-                _ => continue,
-            };
+        let planned = match tokio::time::timeout(
+            Duration::from_secs(60),
+            client_op(&g, &reads, &rng, client, n),
+        )
+        .await
+        {
+            Ok(p) if !p.is_empty() => p,
+            _ => continue,
+        };
         let n_items = planned.len();
         let items: Vec<InsertedItem> = planned
             .iter()
@@ -261,26 +316,50 @@ async fn run_client(
                     value: p.value,
                     seen: p.ctx.map(|(_, s)| s),
                     outcome: Outcome::Unknown,
+                    acked_ms: None,
                 });
             }
             first
         };
+        trace(|| {
+            format!(
+                "client {client} op {n} via {:?}: {:?}",
+                g.system.id,
+                items
+                    .iter()
+                    .map(|i| (
+                        &i.partition.partition_key,
+                        &i.sort_key,
+                        &i.value,
+                        &i.causal_context
+                    ))
+                    .collect::<Vec<_>>()
+            )
+        });
         let ok = matches!(
             tokio::time::timeout(Duration::from_secs(60), g.k2v.rpc.insert_many(items)).await,
             Ok(Ok(()))
         );
+        trace(|| format!("client {client} op {n}: ok {ok}"));
         if ok {
+            let at = reads.now_ms();
             for w in lock(&history)[first..first + n_items].iter_mut() {
                 w.outcome = Outcome::Acked;
+                w.acked_ms = Some(at);
             }
         }
     }
 }
 
 /// The fault schedule: a few faults one after the other.
-async fn run_faults(cluster: Arc<Cluster>, rng: Shared<StdRng>, events: usize) -> Injected {
+async fn run_faults(
+    cluster: Arc<Cluster>,
+    rng: Shared<StdRng>,
+    events: usize,
+    layout_changed: Arc<std::sync::atomic::AtomicBool>,
+) -> Injected {
+    use std::sync::atomic::Ordering;
     let mut inj = Injected::default();
-    let mut layout_changed = false;
     for _ in 0..events {
         let (wait, kind, dur) = {
             let mut r = lock(&rng);
@@ -298,9 +377,11 @@ async fn run_faults(cluster: Arc<Cluster>, rng: Shared<StdRng>, events: usize) -
         match kind {
             0 => {
                 let i = pick(&mut lock(&rng));
+                trace(|| format!("isolate {i}"));
                 cluster.net.isolate(ids[i]);
                 inj.isolate += 1;
                 tokio::time::sleep(dur).await;
+                trace(|| "heal".into());
                 cluster.net.heal();
             }
             1 => {
@@ -314,9 +395,11 @@ async fn run_faults(cluster: Arc<Cluster>, rng: Shared<StdRng>, events: usize) -
                     let b = order.split_off(k);
                     (order, b)
                 };
+                trace(|| format!("split {a:?} / {b:?}"));
                 cluster.net.split(&a, &b);
                 inj.split += 1;
                 tokio::time::sleep(dur).await;
+                trace(|| "heal".into());
                 cluster.net.heal();
             }
             2 => {
@@ -325,9 +408,11 @@ async fn run_faults(cluster: Arc<Cluster>, rng: Shared<StdRng>, events: usize) -
                     let a = r.gen_range(0..n);
                     (a, (a + r.gen_range(1..n)) % n)
                 };
+                trace(|| format!("one-way cut {a} -> {b}"));
                 cluster.net.cut_one_way(ids[a], ids[b]);
                 inj.one_way += 1;
                 tokio::time::sleep(dur).await;
+                trace(|| "heal".into());
                 cluster.net.heal();
             }
             3 | 4 => {
@@ -340,6 +425,7 @@ async fn run_faults(cluster: Arc<Cluster>, rng: Shared<StdRng>, events: usize) -
                     continue;
                 }
                 let power = power && cluster.can_lose_power(i);
+                trace(|| format!("crash {i} power {power}"));
                 cluster.crash(i, power);
                 if power {
                     inj.power_loss += 1;
@@ -347,43 +433,64 @@ async fn run_faults(cluster: Arc<Cluster>, rng: Shared<StdRng>, events: usize) -
                     inj.crash += 1;
                 }
                 tokio::time::sleep(dur).await;
+                trace(|| format!("restart {i}"));
                 cluster.start(i);
             }
-            _ if !layout_changed => {
-                let (add, on, disk, fsync, skew) = {
+            _ if !layout_changed.load(Ordering::SeqCst) => {
+                let (action, on, disk, fsync, skew) = {
                     let mut r = lock(&rng);
                     (
-                        r.gen_bool(0.6) && n < 5,
+                        r.gen_range(0..3u8),
                         r.gen_range(0..n),
                         r.gen_bool(0.4),
                         r.gen_bool(0.5),
                         r.gen_range(0..3000u64),
                     )
                 };
-                let roles = if add {
-                    let i = cluster.add_node(disk, fsync, skew);
-                    vec![(i, format!("dc{i}"), 1_000_000_000)]
-                } else {
-                    vec![(on, format!("dc{on}"), 3_000_000_000)]
+                let Some(g) = cluster.garage(on) else {
+                    continue;
                 };
-                let also: Vec<usize> = roles.iter().map(|r| r.0).collect();
-                let ids = cluster.ids();
-                let roles: Vec<(Uuid, NodeRole)> = roles
-                    .into_iter()
-                    .map(|(i, zone, cap)| {
-                        (
-                            ids[i],
-                            NodeRole {
-                                zone,
-                                capacity: Some(cap),
-                                tags: vec![],
-                            },
-                        )
+                // As an operator must: on a node that has the newest
+                // layout, one change at a time. (Two nodes applying
+                // different changes under the same version number fork the
+                // layout, and the layout digest does not tell the forks
+                // apart: see doc/reliability.md.)
+                let newest = cluster
+                    .running()
+                    .iter()
+                    .map(|(_, o)| o.system.layout().current().version)
+                    .max()
+                    .unwrap_or(0);
+                if g.system.layout().current().version < newest
+                    || layout_changed.swap(true, Ordering::SeqCst)
+                {
+                    continue;
+                }
+                let storage = g.system.layout().current().storage_nodes().to_vec();
+                let role = |i: usize, cap: u64| {
+                    Some(NodeRole {
+                        zone: format!("dc{i}"),
+                        capacity: Some(cap),
+                        tags: vec![],
                     })
-                    .collect();
-                if cluster.apply_layout(on, &roles, &also).await.is_ok() {
-                    inj.layout_change += 1;
-                    layout_changed = true;
+                };
+                // Add a node, remove one (it keeps running, as a node does
+                // until its operator stops it), or change a capacity.
+                let (roles, also) = match action {
+                    0 if n < 5 => {
+                        let i = cluster.add_node(disk, fsync, skew);
+                        (vec![(cluster.ids()[i], role(i, 1_000_000_000))], vec![i])
+                    }
+                    1 if storage.len() >= 4 => {
+                        let victim = storage[skew as usize % storage.len()];
+                        (vec![(victim, None)], vec![])
+                    }
+                    _ => (vec![(ids[on], role(on, 3_000_000_000))], vec![]),
+                };
+                trace(|| format!("layout change on {on}: {roles:?}"));
+                match cluster.apply_layout(on, &roles, &also).await {
+                    Ok(_) => inj.layout_change += 1,
+                    Err(_) => layout_changed.store(false, Ordering::SeqCst),
                 }
             }
             _ => (),
@@ -486,6 +593,7 @@ async fn divergence(cluster: &Cluster) -> Option<String> {
     for (p, hash) in partitions() {
         let nodes = first.system.storage_nodes_of(&hash);
         let mut roots = BTreeSet::new();
+        let mut per_node = vec![];
         for id in nodes.iter() {
             let Some(i) = ids.iter().position(|x| x == id) else {
                 return Some(format!("unknown storage node {id:?}"));
@@ -494,12 +602,17 @@ async fn divergence(cluster: &Cluster) -> Option<String> {
             let item = g.k2v.item_table.merkle().root(u16::from(p));
             let counter = g.k2v.counter_table.merkle().root(u16::from(p));
             match (item, counter) {
-                (Ok(a), Ok(b)) => roots.insert((a, b)),
+                (Ok(a), Ok(b)) => {
+                    roots.insert((a, b));
+                    per_node.push((i, a.is_some(), b.is_some()));
+                }
                 _ => return Some(format!("node {i}: cannot read Merkle roots")),
             };
         }
         if roots.len() > 1 {
-            return Some(format!("partition {p}: replicas differ"));
+            return Some(format!(
+                "partition {p}: replicas differ (node, has items, has counters): {per_node:?}"
+            ));
         }
     }
     let (state, counters) = final_state(cluster);
@@ -524,17 +637,17 @@ pub async fn run(seed: u64) -> Report {
         cluster.add_node(disk, fsync, skew);
     }
     let ids = cluster.ids();
-    let roles: Vec<(Uuid, NodeRole)> = ids
+    let roles: Vec<(Uuid, Option<NodeRole>)> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
             (
                 *id,
-                NodeRole {
+                Some(NodeRole {
                     zone: format!("dc{i}"),
                     capacity: Some(1_000_000_000),
                     tags: vec![],
-                },
+                }),
             )
         })
         .collect();
@@ -558,19 +671,31 @@ pub async fn run(seed: u64) -> Report {
     let ops = rng.gen_range(15..=40);
     let shared = Arc::new(Mutex::new(StdRng::seed_from_u64(rng.gen())));
     let history: Shared<Vec<WriteRec>> = Arc::new(Mutex::new(vec![]));
+    let reads: Shared<Vec<ReadRec>> = Arc::new(Mutex::new(vec![]));
 
     // One or two fault lanes: with two, faults overlap (a crash during a
     // partition; a heal ends both lanes' cuts).
     let lanes = rng.gen_range(1..=2usize);
+    let layout_changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let fault_tasks: Vec<_> = (0..lanes)
-        .map(|_| tokio::spawn(run_faults(cluster.clone(), shared.clone(), events)))
+        .map(|_| {
+            tokio::spawn(run_faults(
+                cluster.clone(),
+                shared.clone(),
+                events,
+                layout_changed.clone(),
+            ))
+        })
         .collect();
+    let base = tokio::time::Instant::now();
     let client_tasks: Vec<_> = (0..clients)
         .map(|c| {
             tokio::spawn(run_client(
                 cluster.clone(),
                 shared.clone(),
                 history.clone(),
+                reads.clone(),
+                base,
                 c,
                 ops,
             ))
@@ -628,16 +753,33 @@ pub async fn run(seed: u64) -> Report {
         );
     }
     let history = lock(&history).clone();
+    let reads = lock(&reads).clone();
     let (state, counters) = final_state(&cluster);
-    let mut verdict = checker::check(&history, &state, &counters);
+    let mut verdict = checker::check(&history, &reads, &state, &counters);
     if let Some(why) = stuck {
         verdict
             .violations
             .push(format!("no convergence after 5 simulated minutes: {why}"));
     }
+    if std::env::var_os("SIM_TRACE").is_some() {
+        for (i, g) in cluster.running() {
+            for pk in PKS {
+                let items = g
+                    .k2v
+                    .item_table
+                    .read_range_local(&partition(pk), &SortRange::all(), None, usize::MAX, false)
+                    .unwrap_or_default();
+                for it in items {
+                    eprintln!("final node {i} {pk}/{}: {:?}", it.sort_key, it.entries());
+                }
+            }
+            eprintln!("node {i} k2v id {}", g.k2v.rpc.node_id());
+        }
+    }
     let net = cluster.net.stats();
     let mut h = std::collections::hash_map::DefaultHasher::new();
     history.hash(&mut h);
+    reads.hash(&mut h);
     state.hash(&mut h);
     std::hash::Hash::hash(&format!("{net:?}"), &mut h);
     let report = Report {

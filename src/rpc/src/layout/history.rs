@@ -312,6 +312,30 @@ impl LayoutHistory {
             .collect()
     }
 
+    /// Nodes that stored the partition of `hash` in a retired version
+    /// still remembered and store it in no active version, sorted. They may
+    /// hold entries of the partition they have not handed off yet (a write
+    /// quorum of the old set was enough, so such a copy can be behind):
+    /// tombstone GC must reach them too, or their hand-off would bring
+    /// deleted values back. Nodes removed from the layout are included: a
+    /// removed node hands off what it holds whenever it runs again.
+    pub fn former_storage_nodes_of(&self, partition_hash: &Hash) -> Vec<Uuid> {
+        let live: Vec<Uuid> = self
+            .versions
+            .iter()
+            .flat_map(|v| v.nodes_of(partition_hash))
+            .collect();
+        let mut out: Vec<Uuid> = self
+            .old_versions
+            .iter()
+            .flat_map(|v| v.nodes_of(partition_hash))
+            .filter(|n| !live.contains(n))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     // ---- transition trackers (spec §3) ----
 
     /// Minimum ack over all nodes of all active versions.

@@ -288,6 +288,49 @@ fn history_merge_and_trackers() {
 }
 
 #[test]
+fn former_owners_are_remembered_for_gc() {
+    // rf 2: nodes 1 and 2 store everything; node 3 joins and takes a share,
+    // so some partitions move off node 1 or 2.
+    let mut h = LayoutHistory::new(2);
+    stage_all(
+        &mut h,
+        &[(1, "A", 1000), (2, "B", 1000)],
+        ZoneRedundancy::Maximum,
+    );
+    let (v1, _) = apply(&h);
+    let mut h2 = v1.clone();
+    h2.stage_assign(id(3), role("C", Some(1000))).unwrap();
+    let (mut v2, _) = apply(&h2);
+    let moved = partitions()
+        .map(|(_, hash)| hash)
+        .find(|hash| v2.current().nodes_of(hash).contains(&id(3)))
+        .expect("node 3 takes some partitions");
+    // While both versions are live, the old owner is a storage node.
+    assert!(v2.former_storage_nodes_of(&moved).is_empty());
+    for n in v2.all_nodes() {
+        v2.update_trackers.ack_map.set_max(n, 2);
+        v2.update_trackers.sync_map.set_max(n, 2);
+    }
+    for n in v2.all_nodes() {
+        v2.refresh_trackers(n, 2);
+    }
+    assert_eq!(v2.versions.len(), 1, "version 1 retired");
+    let live = v2.current().nodes_of(&moved);
+    let former = v2.former_storage_nodes_of(&moved);
+    assert_eq!(former.len(), 1, "{former:?}");
+    let old_owner = former[0];
+    assert!(!live.contains(&old_owner));
+    // Removed from the layout altogether, it is still listed: it would
+    // hand off what it holds if it ran again.
+    let mut h3 = v2.clone();
+    h3.stage_remove(old_owner);
+    h3.stage_assign(id(4), role("D", Some(1000))).unwrap();
+    let (v3, _) = apply(&h3);
+    assert!(!v3.current().all_nodes().contains(&old_owner));
+    assert!(v3.former_storage_nodes_of(&moved).contains(&old_owner));
+}
+
+#[test]
 fn encode_round_trip() {
     let mut h = LayoutHistory::new(3);
     let mut tagged = role("dc1", Some(1_000_000_000));
