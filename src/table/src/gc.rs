@@ -7,9 +7,8 @@
 //!    to the former owners of the partition (in one of the last retired
 //!    layout versions, still in the layout or removed from it) that may not
 //!    have handed their copy off yet. It needs all of them to accept it:
-//!    from then on
-//!    no replica holds the value the tombstone deleted, so none can bring
-//!    it back;
+//!    from then on no replica holds the value the tombstone deleted, so
+//!    none can bring it back;
 //! 2. asks each of them to delete the entry if it still holds exactly that
 //!    tombstone (a newer write in between keeps the entry everywhere);
 //! 3. deletes its own copy under the same condition.

@@ -701,8 +701,6 @@ pub async fn run(seed: u64) -> Report {
             ))
         })
         .collect();
-    let real = std::time::Instant::now();
-    let simt = tokio::time::Instant::now();
     for t in client_tasks {
         t.await.expect("client task");
     }
@@ -716,15 +714,6 @@ pub async fn run(seed: u64) -> Report {
         injected.power_loss += i.power_loss;
         injected.layout_change += i.layout_change;
     }
-    if std::env::var("SIM_DEBUG").is_ok() {
-        eprintln!(
-            "run phase: real {:?} sim {:?}",
-            real.elapsed(),
-            simt.elapsed()
-        );
-    }
-    let real = std::time::Instant::now();
-    let simt = tokio::time::Instant::now();
 
     // Heal: no more faults, every node up, then let anti-entropy settle.
     cluster.net.set_faults(None, 0);
@@ -745,13 +734,6 @@ pub async fn run(seed: u64) -> Report {
         }
     }
 
-    if std::env::var("SIM_DEBUG").is_ok() {
-        eprintln!(
-            "settle phase: real {:?} sim {:?} stuck {stuck:?}",
-            real.elapsed(),
-            simt.elapsed()
-        );
-    }
     let history = lock(&history).clone();
     let reads = lock(&reads).clone();
     let (state, counters) = final_state(&cluster);
