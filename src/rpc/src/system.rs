@@ -827,6 +827,24 @@ pub fn merge_received_layout(
 mod tests {
     use super::*;
 
+    /// Regression: a peer's history decoded with no version at all made
+    /// `merge_layout` hit the invariant of `current()` (a panic, so an
+    /// abort of the node).
+    #[test]
+    fn a_received_history_without_versions_is_refused() {
+        let ours = LayoutHistory::new(3);
+        let mut empty = LayoutHistory::new(3);
+        empty.versions.clear();
+        for consistent in [true, false] {
+            let r = merge_received_layout(&ours, &empty, 3, Uuid::from([1u8; 32]), 2, consistent);
+            assert!(matches!(r, Err(SystemError::InvalidLayout(_))), "{r:?}");
+        }
+        // The node's own history is unchanged, and a sane one still merges.
+        let mut theirs = LayoutHistory::new(3);
+        theirs.versions[0].version = 0;
+        assert!(merge_received_layout(&ours, &theirs, 3, Uuid::from([1u8; 32]), 2, true).is_ok());
+    }
+
     #[test]
     fn quorums_per_mode() {
         let q = |rf, m| {

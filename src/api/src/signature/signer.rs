@@ -9,14 +9,14 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
 use super::canonical::{
-    canonical_request, scope, string_to_sign, uri_encode, UriEncoding, ALGORITHM, UNSIGNED_PAYLOAD,
-    X_AMZ_SIGNATURE,
+    canonical_request, parse_query, scope, string_to_sign, uri_encode, UriEncoding, ALGORITHM,
+    UNSIGNED_PAYLOAD, X_AMZ_SIGNATURE,
 };
 use super::date::format_amz_date;
 use super::error::SigError;
 use super::payload::PayloadHash;
 use super::signing_key_cache::{hmac_sha256, signing_key};
-use super::verifier::MAX_PRESIGNED_EXPIRES_SECS;
+use super::verifier::{has_presigning_params, MAX_PRESIGNED_EXPIRES_SECS};
 
 /// Who signs, for which scope, and when.
 #[derive(Clone, Copy)]
@@ -72,7 +72,9 @@ fn datetime_of(params: &SigningParams<'_>) -> (String, String) {
 /// `host`. Adds (or replaces) `x-amz-date`,
 /// `x-amz-content-sha256` (from `payload`: [`PayloadHash::of_body`] or
 /// [`PayloadHash::Unsigned`]) and `authorization`. Fails with `InvalidRequest` if `host` is
-/// missing or a header to sign is not valid UTF-8.
+/// missing, a header to sign is not valid UTF-8, or the query already holds presigning
+/// parameters (`X-Amz-Algorithm`, `X-Amz-Credential`, `X-Amz-Signature`, percent-encoded or
+/// not: the verifier would refuse a request carrying both kinds of signature).
 pub fn sign_request(
     method: &Method,
     uri: &Uri,
@@ -83,6 +85,11 @@ pub fn sign_request(
     if !headers.contains_key(HOST) {
         return Err(SigError::invalid_request(
             "the host header must be set before signing",
+        ));
+    }
+    if has_presigning_params(&parse_query(uri.query().unwrap_or(""))) {
+        return Err(SigError::invalid_request(
+            "the query holds presigning parameters: it cannot also be header-signed",
         ));
     }
     let (datetime, date8) = datetime_of(params);
@@ -147,7 +154,9 @@ pub fn presign_query(
         ));
     }
     let original = uri.query().unwrap_or("");
-    if original.split('&').any(|p| p.starts_with("X-Amz-")) {
+    if original.split('&').any(|p| p.starts_with("X-Amz-"))
+        || has_presigning_params(&parse_query(original))
+    {
         return Err(SigError::invalid_request(
             "the query already holds X-Amz-* parameters",
         ));

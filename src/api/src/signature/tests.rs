@@ -1155,3 +1155,35 @@ proptest! {
         prop_assert_eq!(parse_query(&query).len() >= q.matches('&').count(), true);
     }
 }
+
+/// Regression (found by the `sigv4` fuzz target): a query that already
+/// held presigning parameters was header-signed, and the verifier then
+/// refused the request it produced (both kinds of signature).
+#[test]
+fn signers_refuse_queries_with_presigning_params() {
+    let now = 1_780_000_000_000;
+    for q in [
+        "X-Amz-Signature=00",
+        "a=1&X-Amz-Credential=x",
+        "X%2DAmz-Algorithm=AWS4-HMAC-SHA256",
+    ] {
+        let uri: Uri = format!("/bucket/pk?{q}").parse().expect("uri");
+        let mut h = base_headers();
+        let r = sign_request(
+            &Method::GET,
+            &uri,
+            &mut h,
+            &PayloadHash::Unsigned,
+            &params(now),
+        );
+        assert!(
+            matches!(kind(r), Some((SigErrorKind::InvalidRequest, 400))),
+            "{q} header-signed"
+        );
+        let r = presign_query(&Method::GET, &uri, &base_headers(), 60, &params(now));
+        assert!(
+            matches!(kind(r), Some((SigErrorKind::InvalidRequest, 400))),
+            "{q} presigned"
+        );
+    }
+}

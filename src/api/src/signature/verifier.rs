@@ -216,11 +216,7 @@ pub(crate) fn parse_request_with(
     encoding: UriEncoding,
 ) -> Result<Option<ParsedAuth>, SigError> {
     let query = parse_query(uri.query().unwrap_or(""));
-    let presigned = query.iter().any(|(k, _)| {
-        [Q_ALGORITHM, Q_CREDENTIAL, X_AMZ_SIGNATURE]
-            .iter()
-            .any(|name| k.as_slice() == name.as_bytes())
-    });
+    let presigned = has_presigning_params(&query);
     let has_header = headers.contains_key(AUTHORIZATION);
     let ctx = Ctx {
         method,
@@ -239,6 +235,17 @@ pub(crate) fn parse_request_with(
         (true, false) => ctx.parse_header_signed().map(Some),
         (false, true) => ctx.parse_presigned(&query).map(Some),
     }
+}
+
+/// True if the decoded query holds a parameter that makes a request
+/// presigned (the signer refuses to header-sign such a query: the verifier
+/// would see both kinds of signature).
+pub(crate) fn has_presigning_params(query: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    query.iter().any(|(k, _)| {
+        [Q_ALGORITHM, Q_CREDENTIAL, X_AMZ_SIGNATURE]
+            .iter()
+            .any(|name| k.as_slice() == name.as_bytes())
+    })
 }
 
 /// The request and server settings shared by both parsing paths.
