@@ -104,7 +104,7 @@ s3_endpoint() { read -r _ _ s3 < "$TMP/n$1/ports"; echo "http://127.0.0.1:$s3"; 
 s3_bench() {
   local venv="$ROOT/target/s3-venv"
   [[ -x "$venv/bin/python" ]] || { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet boto3; } >&2
-  "$venv/bin/python" "$ROOT/script/s3_load.py" "$(s3_endpoint 1)" "$KEY_ID" "$SECRET" bench \
+  "$venv/bin/python" "$ROOT/script/s3_load.py" "$(s3_endpoint 1)" "$KEY_ID" "$SECRET" bench --tmp "$TMP" \
     --pid "$(cat "$TMP/n1/pid")" "$@"
 }
 

@@ -4,13 +4,11 @@ Usage: s3_load.py ENDPOINT KEY_ID SECRET BUCKET [--pid PID] [--threads N]
 
 Prints PutObject and GetObject MiB/s for 1 MiB objects (many, N threads)
 and 64 MiB objects (a few, N threads), then streams one 1 GiB object from a
-generator (never held in memory by the client) and prints the server's peak
+file on disk (the client streams it) and prints the server's peak
 RSS (VmHWM of PID) before and after it.
 """
 import argparse
 import concurrent.futures as cf
-import hashlib
-import io
 import os
 import time
 
@@ -34,25 +32,6 @@ def hwm_kib(pid):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     return None
-
-
-class Stream(io.RawIOBase):
-    """A readable stream of `size` pseudo-random bytes, made as it is read."""
-
-    def __init__(self, size):
-        self.left = size
-        self.block = os.urandom(1 << 20)
-        self.md5 = hashlib.md5()
-
-    def readable(self):
-        return True
-
-    def readinto(self, b):
-        n = min(len(b), self.left, len(self.block))
-        b[:n] = self.block[:n]
-        self.md5.update(self.block[:n])
-        self.left -= n
-        return n
 
 
 def run(c, bucket, size, count, threads, label):
@@ -84,17 +63,23 @@ def main():
     p.add_argument("--pid", type=int)
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--big-gib", type=float, default=1.0)
+    p.add_argument("--tmp", default="/tmp")
     a = p.parse_args()
     c = client(a.endpoint, a.key_id, a.secret)
     run(c, a.bucket, 1 << 20, 256, a.threads, "1MiB")
     run(c, a.bucket, 64 << 20, 8, min(a.threads, 4), "64MiB")
     before = hwm_kib(a.pid)
     size = int(a.big_gib * (1 << 30))
-    s = Stream(size)
+    path = os.path.join(a.tmp, "big.bin")
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(size >> 20):
+            f.write(block)
     t0 = time.time()
-    c.upload_fileobj(io.BufferedReader(s, 1 << 20), a.bucket, "bench/big",
-                     Config=boto3.s3.transfer.TransferConfig(multipart_threshold=1 << 62))
+    with open(path, "rb") as f:
+        c.put_object(Bucket=a.bucket, Key="bench/big", Body=f)
     dt = time.time() - t0
+    os.remove(path)
     head = c.head_object(Bucket=a.bucket, Key="bench/big")
     assert head["ContentLength"] == size, head
     after = hwm_kib(a.pid)
