@@ -13,7 +13,7 @@
 //! `interval`, when the layout changes, and when asked to (`garage repair
 //! tables`).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -267,7 +267,10 @@ pub struct SyncWorker<F: TableSchema, R: TableReplication> {
     table: Arc<Table<F, R>>,
     interval: Duration,
     layout: watch::Receiver<u64>,
-    synced: BTreeSet<Uuid>,
+    /// Peers synced with, and when: a peer is synced again once it left
+    /// the reachable set or after [`RESYNC_PEER_AFTER`] (a peer restarted
+    /// with an empty store between two polls never looks unreachable).
+    synced: BTreeMap<Uuid, tokio::time::Instant>,
     next_full: tokio::time::Instant,
     passes: u64,
     pushed: u64,
@@ -284,7 +287,7 @@ impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
             table,
             interval,
             layout,
-            synced: BTreeSet::new(),
+            synced: BTreeMap::new(),
             next_full: tokio::time::Instant::now() + interval,
             passes: 0,
             pushed: 0,
@@ -310,7 +313,7 @@ impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
                         "anti-entropy pushed entries"
                     );
                 }
-                self.synced.insert(peer);
+                self.synced.insert(peer, tokio::time::Instant::now());
                 true
             }
             Err(e) => {
@@ -395,6 +398,10 @@ impl<F: TableSchema, R: TableReplication> SyncWorker<F, R> {
     }
 }
 
+/// How long a sync with a reachable peer counts: comparing Merkle roots
+/// with an unchanged peer costs one small RPC per table.
+const RESYNC_PEER_AFTER: Duration = Duration::from_secs(30);
+
 #[async_trait]
 impl<F: TableSchema, R: TableReplication> Worker for SyncWorker<F, R> {
     fn name(&self) -> String {
@@ -418,8 +425,9 @@ impl<F: TableSchema, R: TableReplication> Worker for SyncWorker<F, R> {
 
     async fn work(&mut self, _stop: &mut watch::Receiver<bool>) -> Result<WorkerState, String> {
         let up = self.table.reachable_peers();
-        self.synced.retain(|p| up.contains(p));
         let now = tokio::time::Instant::now();
+        self.synced
+            .retain(|p, at| up.contains(p) && now.duration_since(*at) < RESYNC_PEER_AFTER);
         let layout_changed = self.layout.has_changed().unwrap_or(false);
         if layout_changed {
             self.layout.mark_unchanged();
@@ -430,7 +438,7 @@ impl<F: TableSchema, R: TableReplication> Worker for SyncWorker<F, R> {
         } else {
             let todo: Vec<Uuid> = up
                 .iter()
-                .filter(|p| !self.synced.contains(p))
+                .filter(|p| !self.synced.contains_key(p))
                 .copied()
                 .collect();
             if !todo.is_empty() {
