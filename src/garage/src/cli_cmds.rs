@@ -14,7 +14,7 @@ use garage_rpc::layout::{
     format_layout_history, format_layout_show, format_transition, parse_zone_redundancy, short_id,
     LayoutHistory, NodeRole,
 };
-use garage_rpc::netapp_transport::NetappTransport;
+use garage_rpc::mesh::MeshTransport;
 use garage_rpc::system::{parse_peer, KnownNode, SystemRpc};
 use garage_rpc::{Endpoint, Transport};
 use garage_util::config::{format_size, parse_size, Config};
@@ -29,7 +29,7 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A connection to one node.
 struct Remote {
-    transport: Arc<NetappTransport>,
+    transport: Arc<MeshTransport>,
     node: Uuid,
 }
 
@@ -100,7 +100,7 @@ async fn connect(cli: &Cli, cfg: Option<&Config>) -> Result<Remote> {
             (key.id(), addr)
         }
     };
-    let transport = NetappTransport::new_client(&secret);
+    let transport = MeshTransport::new_client(&secret);
     tokio::time::timeout(Duration::from_secs(10), transport.connect(node, addr))
         .await
         .map_err(|_| anyhow!("timed out connecting to {addr}"))?

@@ -41,11 +41,6 @@ fn main() {
         if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
             std::process::exit(141);
         }
-        // A panic inside netapp's listener is caught and retried or
-        // reported as an error by the transport: let it unwind.
-        if garage_rpc::netapp_transport::panic_is_contained() {
-            return;
-        }
         default_hook(info);
         std::process::abort();
     }));
@@ -53,9 +48,9 @@ fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         let default = if matches!(cli.cmd, Command::Server(_)) {
-            "info,netapp=warn"
+            "info"
         } else {
-            "warn,netapp=error"
+            "warn"
         };
         tracing_subscriber::EnvFilter::new(default)
     });

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use garage_api::admin::{AdminApiServer, AdminTokens, BuildInfo};
 use garage_db::{Db, Engine, OpenOptions};
 use garage_model::garage::Garage;
-use garage_rpc::netapp_transport::NetappTransport;
+use garage_rpc::mesh::{MeshTiming, MeshTransport};
 use garage_rpc::system::{parse_peer, System, SystemConfig};
 use garage_util::background::BackgroundRunner;
 use garage_util::config::Config;
@@ -75,8 +75,6 @@ pub struct RunningNode {
     stop_tx: watch::Sender<bool>,
     bg: Arc<BackgroundRunner>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Errors that end the node (the RPC listener could not be set up).
-    fatal: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 /// Starts a node from its config; it runs until `shutdown` is called.
@@ -118,7 +116,14 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
         Some(a) => Some(bind_addr(a, "rpc_public_addr")?),
         None => None,
     };
-    let transport = NetappTransport::new_node(&secret, &key, bootstrap, public_addr);
+    // The RPC listener is bound here, once, and handed to the transport.
+    let rpc_bind = cfg.rpc_bind_addr;
+    let rpc_listener = TcpListener::bind(rpc_bind)
+        .await
+        .with_context(|| format!("cannot listen for RPC on {rpc_bind}"))?;
+    let announce = public_addr.unwrap_or(rpc_listener.local_addr()?);
+    let transport =
+        MeshTransport::new_node(&secret, &key, bootstrap, announce, MeshTiming::default());
     let system = System::new(
         transport.clone(),
         SystemConfig {
@@ -143,9 +148,6 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
 
     // 4. Listeners: bind everything before serving, so a busy port is a clear error.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let rpc_bind = cfg.rpc_bind_addr;
-    std::net::TcpListener::bind(rpc_bind)
-        .with_context(|| format!("cannot listen for RPC on {rpc_bind}"))?;
     let k2v_listener = match &cfg.k2v_api {
         Some(k) => {
             let a = bind_addr(&k.api_bind_addr, "k2v_api.api_bind_addr")?;
@@ -189,13 +191,7 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
     let mut tasks = vec![];
     let t = transport.clone();
     let rx = stop_rx.clone();
-    let (fatal_tx, fatal) = tokio::sync::mpsc::unbounded_channel();
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = t.run(rpc_bind, public_addr.map(|a| a.ip()), rx).await {
-            tracing::error!(error = %e, "RPC listener failed");
-            let _ = fatal_tx.send(e.to_string());
-        }
-    }));
+    tasks.push(tokio::spawn(async move { t.run(rpc_listener, rx).await }));
     tracing::info!(addr = %rpc_bind, "RPC listening");
     if let Some(l) = k2v_listener {
         tracing::info!(addr = %l.local_addr()?, "K2V API listening");
@@ -227,7 +223,6 @@ pub async fn start(cfg: Config) -> Result<RunningNode> {
         stop_tx,
         bg,
         tasks,
-        fatal,
     })
 }
 
@@ -270,19 +265,12 @@ fn spawn_k2v(
 }
 
 impl RunningNode {
-    /// Runs until SIGINT/SIGTERM (then `Ok`) or until a fatal error of the
-    /// node (then that error, after shutting down).
-    pub async fn run_until_signal(mut self) -> Result<()> {
-        let fatal = tokio::select! {
-            _ = wait_for_signal() => None,
-            e = self.fatal.recv() => e,
-        };
+    /// Runs until SIGINT or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) -> Result<()> {
+        wait_for_signal().await;
         tracing::info!("shutting down");
         self.shutdown().await;
-        match fatal {
-            Some(e) => Err(anyhow!(e)),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Stops every listener and worker.

@@ -310,6 +310,6 @@ async fn tombstones_are_collected_everywhere() {
     nodes[0].kill();
     check(K2v::new(nodes[2].endpoint(), creds.clone())).await;
     check(K2v::new(nodes[1].endpoint(), creds.clone())).await;
-    let roots_after: Vec<String> = nodes[1..].iter().map(roots).collect();
-    assert_eq!(roots_after[0], roots_after[1]);
+    // The reads' repairs may still be on their way to the other replica.
+    roots_converge(&[&nodes[1], &nodes[2]], 10).await;
 }

@@ -2,9 +2,9 @@
 //!
 //! Layout:
 //! - [`net`]: the [`net::Transport`] trait every other crate uses to reach
-//!   peers, and typed endpoints over it. No other crate names a netapp type.
-//! - [`netapp_transport`]: the production transport, netapp 0.10 (an
-//!   authenticated, encrypted full mesh).
+//!   peers, and typed endpoints over it.
+//! - [`mesh`]: the production transport, an authenticated, encrypted full
+//!   mesh of TCP connections (secret handshake and box stream).
 //! - [`memory_transport`]: an in-process transport for tests and simulation.
 //! - [`node_key`]: the node's ed25519 identity, kept in `metadata_dir`.
 //! - [`quorum`]: calling several nodes and waiting for a quorum.
@@ -17,9 +17,9 @@
 pub mod error;
 pub mod layout;
 pub mod memory_transport;
+pub mod mesh;
 mod metrics;
 pub mod net;
-pub mod netapp_transport;
 pub mod node_key;
 pub mod quorum;
 pub mod system;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use garage_util::data::Uuid;
-use netapp::NodeKey;
+use sodiumoxide::crypto::sign::ed25519;
 
 /// Errors reading or creating the node key.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub enum NodeKeyError {
 
 /// The node's secret key (opaque to other crates).
 #[derive(Clone)]
-pub struct NodeSecret(pub(crate) NodeKey);
+pub struct NodeSecret(pub(crate) ed25519::SecretKey);
 
 impl NodeSecret {
     /// The public id.
@@ -77,7 +77,7 @@ pub fn read(metadata_dir: &Path) -> Result<NodeSecret, NodeKeyError> {
         });
     }
     let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-    let sk = NodeKey::from_slice(&bytes).ok_or_else(|| NodeKeyError::Corrupted {
+    let sk = ed25519::SecretKey::from_slice(&bytes).ok_or_else(|| NodeKeyError::Corrupted {
         path: path.display().to_string(),
     })?;
     Ok(NodeSecret(sk))
