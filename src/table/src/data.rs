@@ -33,7 +33,20 @@ pub struct TableData<F: TableSchema> {
     /// The clock stamping the GC queue.
     pub(crate) clock: Clock,
     generation: std::sync::atomic::AtomicU64,
+    merges: MergeQueue<F::E>,
 }
+
+/// Peers' updates waiting for the next grouped merge transaction.
+struct MergeQueue<E> {
+    pending: std::sync::Mutex<Vec<PendingMerge<E>>>,
+    /// Whether a task is merging (it takes whatever is pending when done).
+    running: std::sync::atomic::AtomicBool,
+}
+
+type PendingMerge<E> = (Vec<E>, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// The most entries merged by one grouped transaction.
+const MERGE_GROUP_MAX: usize = 4096;
 
 /// One transaction over a table's entries (see [`TableData::transact`]).
 pub struct TableTx<'a, 'b, F: TableSchema> {
@@ -140,6 +153,10 @@ impl<F: TableSchema> TableData<F> {
             gc_todo,
             clock,
             generation: std::sync::atomic::AtomicU64::new(0),
+            merges: MergeQueue {
+                pending: std::sync::Mutex::new(Vec::new()),
+                running: std::sync::atomic::AtomicBool::new(false),
+            },
         }))
     }
 
@@ -405,6 +422,84 @@ impl<F: TableSchema> TableData<F> {
         self.merge_entries(&decoded)?;
         Ok(())
     }
+
+    /// Merges a batch of encoded entries (from a peer), grouped with the
+    /// batches of other requests arriving meanwhile into one transaction,
+    /// on a blocking thread: under load, replicas take many small updates
+    /// (one per write on the coordinator), and one write transaction each
+    /// would serialize them behind the database's single writer.
+    pub async fn update_many_grouped(self: &Arc<Self>, entries: &[Vec<u8>]) -> Result<(), Error> {
+        let decoded = entries
+            .iter()
+            .map(|b| self.decode(b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&self.merges.pending).push((decoded, tx));
+        self.start_merging();
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(Error::Merge { message }),
+            Err(_) => Err(Error::Merge {
+                message: "the grouped merge was abandoned".into(),
+            }),
+        }
+    }
+
+    /// Starts a merging task unless one runs.
+    fn start_merging(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.merges.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let group = {
+                    let mut pending = lock(&me.merges.pending);
+                    let mut n = 0;
+                    let take = pending
+                        .iter()
+                        .take_while(|(e, _)| {
+                            n += e.len();
+                            n <= MERGE_GROUP_MAX || n == e.len()
+                        })
+                        .count();
+                    pending.drain(..take).collect::<Vec<_>>()
+                };
+                if group.is_empty() {
+                    me.merges.running.store(false, Ordering::Release);
+                    // A batch queued after the check above and before the
+                    // flag dropped saw a running merger: take it too.
+                    if lock(&me.merges.pending).is_empty()
+                        || me.merges.running.swap(true, Ordering::AcqRel)
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                let me2 = me.clone();
+                let done = garage_util::background::spawn_blocking(move || {
+                    let all: Vec<F::E> =
+                        group.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
+                    let r = me2
+                        .merge_entries(&all)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
+                    for (_, tx) in group {
+                        let _ = tx.send(r.clone());
+                    }
+                })
+                .await;
+                if let Err(e) = done {
+                    tracing::error!(table = F::TABLE_NAME, error = %e, "grouped merge failed");
+                }
+            }
+        });
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -417,5 +512,59 @@ mod tests {
         assert_eq!(prefix_end(&[0x61, 0xff]), Some(vec![0x62]));
         assert_eq!(prefix_end(&[0xff, 0xff]), None);
         assert_eq!(prefix_end(b""), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_peer_updates_are_merged_in_groups() {
+        use crate::schema::EmptyKey;
+        use crate::test_schema::{E, S};
+        use garage_util::encode::Migrate;
+
+        let data = TableData::new(
+            Arc::new(S),
+            garage_db::Db::memory(),
+            garage_util::time::Clock::system(),
+            false,
+        )
+        .expect("data");
+        // 64 concurrent requests of 25 updates over 10 keys: every update
+        // lands, and the merge (max) sees all of them.
+        let tasks = (0..64u64).map(|r| {
+            let data = data.clone();
+            tokio::spawn(async move {
+                let batch: Vec<Vec<u8>> = (0..25u64)
+                    .map(|i| {
+                        let e = E {
+                            k: format!("k{}", (r + i) % 10),
+                            v: r * 100 + i,
+                        };
+                        e.encode().expect("encode")
+                    })
+                    .collect();
+                data.update_many_grouped(&batch).await
+            })
+        });
+        for r in futures::future::join_all(tasks).await {
+            r.expect("task").expect("merged");
+        }
+        for k in 0..10u64 {
+            let want = (0..64u64)
+                .flat_map(|r| (0..25u64).map(move |i| (r, i)))
+                .filter(|(r, i)| (r + i) % 10 == k)
+                .map(|(r, i)| r * 100 + i)
+                .max();
+            let got = data.get(&EmptyKey, &format!("k{k}")).expect("get");
+            assert_eq!(got.map(|e| e.v), want, "k{k}");
+        }
+        // A batch with an undecodable entry is refused whole.
+        let good = E {
+            k: "new".into(),
+            v: 1,
+        }
+        .encode()
+        .expect("encode");
+        let r = data.update_many_grouped(&[good, b"garbage".to_vec()]).await;
+        assert!(matches!(r, Err(Error::Corrupted { .. })), "{r:?}");
+        assert_eq!(data.get(&EmptyKey, &"new".to_string()).expect("get"), None);
     }
 }

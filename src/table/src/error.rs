@@ -34,4 +34,10 @@ pub enum Error {
     /// A background task failed to run.
     #[error("background task failed: {0}")]
     Task(String),
+    /// The grouped merge holding this update failed.
+    #[error("merging peers' updates failed: {message}")]
+    Merge {
+        /// The failure of the group's transaction.
+        message: String,
+    },
 }

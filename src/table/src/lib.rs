@@ -19,6 +19,8 @@ mod schema;
 mod stats;
 mod sync;
 mod table;
+#[cfg(test)]
+mod test_schema;
 
 pub use data::{prefix_end, SortRange, StoredRow, TableData, TableTx};
 pub use error::Error;

@@ -381,46 +381,7 @@ impl<F: TableSchema> Worker for MerkleWorker<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{EmptyKey, Entry};
-    use garage_util::crdt::Crdt;
-    use garage_util::encode::{Migrate, NoPrevious};
-
-    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-    struct E {
-        k: String,
-        v: u64,
-    }
-    impl Migrate for E {
-        const VERSION_MARKER: &'static [u8] = b"";
-        type Previous = NoPrevious;
-        fn migrate(p: NoPrevious) -> Self {
-            match p {}
-        }
-    }
-    impl Crdt for E {
-        fn merge(&mut self, o: &Self) {
-            self.v = self.v.max(o.v);
-        }
-    }
-    impl Entry<EmptyKey, String> for E {
-        fn partition_key(&self) -> &EmptyKey {
-            &EmptyKey
-        }
-        fn sort_key(&self) -> &String {
-            &self.k
-        }
-    }
-    struct S;
-    impl TableSchema for S {
-        const TABLE_NAME: &'static str = "t";
-        type P = EmptyKey;
-        type S = String;
-        type E = E;
-        type Filter = ();
-        fn matches_filter(_: &E, _: &()) -> bool {
-            true
-        }
-    }
+    use crate::test_schema::{E, S};
 
     fn trie() -> Arc<MerkleTrie<S>> {
         let data = TableData::new(

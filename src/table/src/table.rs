@@ -619,9 +619,20 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
 #[async_trait]
 impl<F: TableSchema, R: TableReplication> Handler<TableRpc> for Table<F, R> {
     async fn handle(&self, msg: TableRpc, from: Uuid) -> Result<TableRpc, String> {
-        if let (TableRpc::Update(list), false) = (&msg, from == self.system.id) {
-            self.metrics.sync_items_received.add(list.len() as u64);
+        match msg {
+            TableRpc::Update(list) => {
+                if from != self.system.id {
+                    self.metrics.sync_items_received.add(list.len() as u64);
+                }
+                // Grouped with the updates of concurrent requests.
+                let list: Vec<Vec<u8>> = list.into_iter().map(|b| b.into_vec()).collect();
+                self.data
+                    .update_many_grouped(&list)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(TableRpc::Ok)
+            }
+            other => self.handle_local(other).map_err(|e| e.to_string()),
         }
-        self.handle_local(msg).map_err(|e| e.to_string())
     }
 }
