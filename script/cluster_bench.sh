@@ -26,6 +26,11 @@
 #                                        objects on 1 node and through node 1 of
 #                                        3 nodes rf 3, and the server's peak RSS
 #                                        over a streamed 1 GiB PutObject
+#   script/cluster_bench.sh profile      InsertItem (k2v-load, 64 clients) on 1
+#                                        node and on 3 nodes rf 3 under
+#                                        `perf record -a -e cpu-clock`: the
+#                                        share of the machine's CPU per
+#                                        process and the top symbols
 #
 # Environment: ITEMS (default 100000), BENCH_DURATION (default 10 s per run),
 # BENCH_KEEP (keep the temp dir). Prints its figures; changes nothing else.
@@ -35,7 +40,7 @@ ROOT=$(pwd)
 
 MODE=${1:-}
 case "$MODE" in
-  throughput|catchup|transition|ratios|layout|s3) ;;
+  throughput|catchup|transition|ratios|layout|s3|profile) ;;
   *) sed -n '2,32p' "$0"; exit 2 ;;
 esac
 ITEMS=${ITEMS:-100000}
@@ -163,6 +168,26 @@ p99() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["p99_ms"
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
 case "$MODE" in
+profile)
+  command -v perf > /dev/null || { echo "perf is needed (Debian: linux-perf)" >&2; exit 1; }
+  load_tool
+  for setup in "1 1" "3 3"; do
+    read -r n rf <<< "$setup"
+    rm -rf "${TMP:?}"/n*; BOOT=""
+    cluster "$n" "$rf"
+    pid=$(cat "$TMP/n1/pid")
+    perf record -q -a -e cpu-clock -F 499 -o "$TMP/perf.data" -- \
+      bash -c "$(declare -f k2v_load); LOAD='$LOAD' DUR='$DUR' KEY_ID='$KEY_ID' SECRET='$SECRET' k2v_load '$(endpoint 1)' '$pid' insert" \
+      > "$TMP/ins.json" 2> /dev/null
+    echo "== $n node(s), rf $rf: InsertItem $(ops < "$TMP/ins.json")/s; CPU samples by process (whole run), then top symbols"
+    for sort in comm comm,dso,sym; do
+      perf report -i "$TMP/perf.data" --no-children --sort "$sort" --stdio 2> /dev/null \
+        | grep -v -e '^#' -e '^$' > "$TMP/report.txt" || true
+      head -n "$([[ $sort == comm ]] && echo 8 || echo 25)" "$TMP/report.txt"
+    done
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=()
+  done
+  ;;
 s3)
   echo "== 1 node"
   cluster 1 1
