@@ -5,6 +5,12 @@
 #                              16 and 64 clients, 100 B and 4 KiB values; poll at 16)
 #   script/bench.sh --memory   a 5-minute mixed run (50 % read / 50 % insert, 64 clients)
 #                              with the server's RSS sampled every second
+#   script/bench.sh --tools    both load tools in one run: k2v-bench and the independent
+#                              k2v-load (../shared/tools/k2v-load, built here), each first
+#                              against k2v-load's null-server (the HTTP ceiling), then
+#                              InsertItem and ReadItem at 64 clients against the node;
+#                              prints ops/s, the ratio to each tool's own ceiling, p99,
+#                              client and server CPU (does not touch the Markdown file)
 #
 # Environment:
 #   BENCH_DURATION         measured seconds per run (default 10)
@@ -24,8 +30,9 @@ MODE=matrix
 case "${1:-}" in
   "") ;;
   --memory) MODE=memory ;;
-  -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-  *) echo "usage: $0 [--memory]" >&2; exit 2 ;;
+  --tools) MODE=tools ;;
+  -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+  *) echo "usage: $0 [--memory|--tools]" >&2; exit 2 ;;
 esac
 
 DUR=${BENCH_DURATION:-10}
@@ -97,6 +104,63 @@ bench() {
   K2V_KEY_ID="$KEY_ID" K2V_SECRET="$SECRET" "$BENCH" --endpoint "$ENDPOINT" --region garage \
     --bucket default --server-pid "$SERVER_PID" "$@" | tee -a "$RESULTS"
 }
+
+# ---- --tools: both load tools, same run ---------------------------------------------------
+if [[ $MODE == tools ]]; then
+  LOAD_SRC="$ROOT/../shared/tools/k2v-load"
+  [[ -d "$LOAD_SRC" ]] || { echo "no $LOAD_SRC" >&2; exit 1; }
+  CARGO_TARGET_DIR="$ROOT/target/k2v-load" cargo build --release --manifest-path "$LOAD_SRC/Cargo.toml" >&2
+  LOAD="$ROOT/target/k2v-load/release/k2v-load"
+  NULL="$ROOT/target/k2v-load/release/null-server"
+  # tool ENDPOINT PID OP [extra args]: one JSON line, normalised to
+  # {tool, op, ops, p99, client_cpu, server_cpu, partitions}
+  run_tool() {
+    local tool=$1 ep=$2 pid=$3 op=$4; shift 4
+    if [[ $tool == k2v-load ]]; then
+      K2V_ENDPOINT="$ep" K2V_KEY_ID="$KEY_ID" K2V_SECRET="$SECRET" K2V_BUCKET=default \
+        "$LOAD" --op "$op" --concurrency 64 --duration "$DUR" --warmup "$WARM" \
+        --server-pid "$pid" --wait-idle 60 "$@" 2> /dev/null
+    else
+      K2V_KEY_ID="$KEY_ID" K2V_SECRET="$SECRET" "$BENCH" --endpoint "$ep" --region garage \
+        --bucket default --server-pid "$pid" --quiet --op "$op" --concurrency 64 \
+        --duration "$DUR" --warmup "$WARM" "$@" 2> /dev/null
+    fi | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+print(json.dumps({"tool": sys.argv[1], "target": sys.argv[2], "op": sys.argv[3], "args": sys.argv[4],
+  "ops": r.get("ops_per_s", r.get("ops_per_sec")), "p99": r["p99_ms"],
+  "client_cpu": r.get("client_cpu_pct"), "server_cpu": r.get("server_cpu_pct"),
+  "errors": r.get("errors")}))' "$tool" "$TARGET" "$op" "$*"
+  }
+  NPORT=$(free_port)
+  "$NULL" "127.0.0.1:$NPORT" 100 2> /dev/null & NPID=$!
+  sleep 0.5
+  TARGET=null-server
+  for tool in k2v-load k2v-bench; do
+    run_tool "$tool" "http://127.0.0.1:$NPORT" "$NPID" insert | tee -a "$RESULTS"
+  done
+  kill "$NPID"; wait "$NPID" 2> /dev/null || true
+  TARGET=node
+  for tool in k2v-load k2v-bench; do
+    run_tool "$tool" "$ENDPOINT" "$SERVER_PID" insert | tee -a "$RESULTS"
+    run_tool "$tool" "$ENDPOINT" "$SERVER_PID" read | tee -a "$RESULTS"
+  done
+  # The tools spread inserts differently (k2v-load over 64 partition keys,
+  # k2v-bench over 10 by default): k2v-bench again with k2v-load's spread.
+  run_tool k2v-bench "$ENDPOINT" "$SERVER_PID" insert --partitions 64 | tee -a "$RESULTS"
+  python3 - "$RESULTS" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+ceil = {r["tool"]: r["ops"] for r in rows if r["target"] == "null-server"}
+print()
+print("| tool | target | op | extra args | ops/s | ratio to the tool's ceiling | p99 ms | client CPU | server CPU | errors |")
+print("|---|---|---|---|---:|---:|---:|---:|---:|---|")
+for r in rows:
+    ratio = r["ops"] / ceil[r["tool"]] if ceil.get(r["tool"]) else float("nan")
+    print(f"| {r['tool']} | {r['target']} | {r['op']} | {r['args'] or '-'} | {r['ops']:,.0f} | {ratio:.2f} | {r['p99']:.1f} | {r['client_cpu']} % | {r['server_cpu']} % | {r['errors'] or 0} |")
+PYEOF
+  exit 0
+fi
 
 if [[ $MODE == matrix ]]; then
   for op in insert read read-batch insert-batch; do

@@ -181,14 +181,7 @@ pub async fn handle_list_objects(ctx: ReqCtx, v2: bool) -> Result<Response<S3Bod
     x.elem("Name", &ctx.bucket_name)
         .elem("Prefix", &enc(&prefix))
         .elem("MaxKeys", &max.to_string())
-        .elem(
-            "IsTruncated",
-            if w.next_marker.is_some() {
-                "true"
-            } else {
-                "false"
-            },
-        );
+        .bool_elem("IsTruncated", w.next_marker.is_some());
     if let Some(d) = &delimiter {
         x.elem("Delimiter", &enc(d));
     }
@@ -264,14 +257,7 @@ pub async fn handle_list_multipart_uploads(ctx: ReqCtx) -> Result<Response<S3Bod
         .elem("UploadIdMarker", "")
         .elem("Prefix", &prefix)
         .elem("MaxUploads", &max.to_string())
-        .elem(
-            "IsTruncated",
-            if w.next_marker.is_some() {
-                "true"
-            } else {
-                "false"
-            },
-        );
+        .bool_elem("IsTruncated", w.next_marker.is_some());
     if let Some(d) = &delimiter {
         x.elem("Delimiter", d);
     }
@@ -327,7 +313,7 @@ pub async fn handle_list_parts(
         .elem("UploadId", upload_id)
         .elem("PartNumberMarker", &after.to_string())
         .elem("MaxParts", &max.to_string())
-        .elem("IsTruncated", if truncated { "true" } else { "false" })
+        .bool_elem("IsTruncated", truncated)
         .elem("StorageClass", "STANDARD");
     if let (true, Some((n, _))) = (truncated, shown.last()) {
         x.elem("NextPartNumberMarker", &n.to_string());

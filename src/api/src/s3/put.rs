@@ -250,28 +250,18 @@ pub async fn handle_put_object(mut ctx: ReqCtx, key: &str) -> Result<Response<S3
     if ended {
         let md5: [u8; 16] = Md5::digest(&head).into();
         check_content_md5(&ctx.headers, &md5)?;
-        let etag = hex::encode(md5);
-        let meta = ObjectMeta {
-            size: head.len() as u64,
-            etag: etag.clone(),
-            headers,
-            parts: vec![],
-        };
-        put_version_state(
-            &garage,
+        let done = Completed {
             bucket_id,
             key,
             uuid,
             timestamp,
-            ObjectVersionState::Complete(ObjectVersionData::Inline(
-                meta,
-                ByteBuf::from(head.to_vec()),
-            )),
-        )
-        .await?;
-        let mut r = empty_response(StatusCode::OK);
-        r.headers_mut().insert("etag", etag_header(&etag));
-        return Ok(r);
+        };
+        let (size, body) = (head.len() as u64, ByteBuf::from(head.to_vec()));
+        return done
+            .store(&garage, size, hex::encode(md5), headers, |meta| {
+                ObjectVersionData::Inline(meta, body)
+            })
+            .await;
     }
 
     put_version_state(
@@ -317,23 +307,54 @@ pub async fn handle_put_object(mut ctx: ReqCtx, key: &str) -> Result<Response<S3
     let first = w
         .first
         .ok_or_else(|| S3Error::Internal("a large object without blocks".into()))?;
-    let etag = hex::encode(w.md5);
-    let meta = ObjectMeta {
-        size: w.size,
-        etag: etag.clone(),
-        headers,
-        parts: vec![],
-    };
-    put_version_state(
-        &garage,
+    let done = Completed {
         bucket_id,
         key,
         uuid,
         timestamp,
-        ObjectVersionState::Complete(ObjectVersionData::FirstBlock(meta, first)),
-    )
-    .await?;
-    let mut r = empty_response(StatusCode::OK);
-    r.headers_mut().insert("etag", etag_header(&etag));
-    Ok(r)
+    };
+    done.store(&garage, w.size, hex::encode(w.md5), headers, |meta| {
+        ObjectVersionData::FirstBlock(meta, first)
+    })
+    .await
+}
+
+/// The version a PutObject completes.
+struct Completed<'a> {
+    bucket_id: Uuid,
+    key: &'a str,
+    uuid: Uuid,
+    timestamp: u64,
+}
+
+impl Completed<'_> {
+    /// Stores the version as complete (its data built from its metadata)
+    /// and answers 200 with its ETag.
+    async fn store(
+        self,
+        garage: &Garage,
+        size: u64,
+        etag: String,
+        headers: Vec<(String, String)>,
+        data: impl FnOnce(ObjectMeta) -> ObjectVersionData,
+    ) -> Result<Response<S3Body>, S3Error> {
+        let meta = ObjectMeta {
+            size,
+            etag: etag.clone(),
+            headers,
+            parts: vec![],
+        };
+        put_version_state(
+            garage,
+            self.bucket_id,
+            self.key,
+            self.uuid,
+            self.timestamp,
+            ObjectVersionState::Complete(data(meta)),
+        )
+        .await?;
+        let mut r = empty_response(StatusCode::OK);
+        r.headers_mut().insert("etag", etag_header(&etag));
+        Ok(r)
+    }
 }

@@ -73,6 +73,11 @@ impl Xml {
         self
     }
 
+    /// `<name>true</name>` or `<name>false</name>`.
+    pub fn bool_elem(&mut self, name: &str, value: bool) -> &mut Self {
+        self.elem(name, if value { "true" } else { "false" })
+    }
+
     /// The document, every open element closed.
     pub fn finish(mut self) -> String {
         while !self.stack.is_empty() {

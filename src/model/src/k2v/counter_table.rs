@@ -334,16 +334,18 @@ impl IndexCounter {
             });
         }
         table.insert_many(&entries).await?;
-        for (k, v) in rows {
-            let r: Result<(), TxError<()>> = self.db.transaction(|tx| {
-                if tx.get(&self.queue, &k)?.as_deref() == Some(v.as_slice()) {
-                    tx.remove(&self.queue, &k)?;
+        // One transaction for the whole batch (a row changed meanwhile by a
+        // commit stays queued for the next batch).
+        let r: Result<(), TxError<()>> = self.db.transaction(|tx| {
+            for (k, v) in rows.iter() {
+                if tx.get(&self.queue, k)?.as_deref() == Some(v.as_slice()) {
+                    tx.remove(&self.queue, k)?;
                 }
-                Ok(())
-            });
-            if let Err(TxError::Db(e)) = r {
-                return Err(e.into());
             }
+            Ok(())
+        });
+        if let Err(TxError::Db(e)) = r {
+            return Err(e.into());
         }
         Ok(WorkerState::Busy)
     }
