@@ -934,14 +934,19 @@ mod tests {
         }
     }
 
-    async fn wait_up(t: &MeshTransport, id: Uuid) {
+    /// Waits up to 5 s for `t`'s view of peer `id` to satisfy `cond`.
+    async fn wait_peer(t: &MeshTransport, id: Uuid, what: &str, cond: impl Fn(&PeerState) -> bool) {
         for _ in 0..100 {
-            if t.peers().iter().any(|p| p.id == id && p.is_up) {
+            if t.peers().iter().any(|p| p.id == id && cond(p)) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("peer never came up");
+        panic!("peer never {what}");
+    }
+
+    async fn wait_up(t: &MeshTransport, id: Uuid) {
+        wait_peer(t, id, "came up", |p| p.is_up).await;
     }
 
     #[tokio::test]
@@ -1001,16 +1006,10 @@ mod tests {
         wait_up(&a, c.local_id()).await;
         wait_up(&b, c.local_id()).await;
         wait_up(&c, b.local_id()).await;
-        for _ in 0..60 {
-            if b.peers()
-                .iter()
-                .any(|p| p.id == a.local_id() && p.avg_ping.is_some())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("no ping measured");
+        wait_peer(&b, a.local_id(), "measured a ping", |p| {
+            p.avg_ping.is_some()
+        })
+        .await;
     }
 
     #[tokio::test]
@@ -1050,13 +1049,7 @@ mod tests {
         wait_up(&b, a.local_id()).await;
         let a_key_dir = _da.path().to_path_buf();
         stop_a.send(true).expect("stop");
-        for _ in 0..100 {
-            if !b.peers().iter().any(|p| p.id == a.local_id() && p.is_up) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(!b.peers().iter().any(|p| p.id == a.local_id() && p.is_up));
+        wait_peer(&b, a.local_id(), "went down", |p| !p.is_up).await;
         let key = crate::node_key::read(&a_key_dir).expect("key");
         let l = TcpListener::bind(a_addr).await.expect("rebind");
         let a2 = MeshTransport::new_node(&[1; 32], &key, vec![], a_addr, MeshTiming::default());

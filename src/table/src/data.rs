@@ -517,16 +517,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_peer_updates_are_merged_in_groups() {
         use crate::schema::EmptyKey;
-        use crate::test_schema::{E, S};
+        use crate::test_schema::E;
         use garage_util::encode::Migrate;
 
-        let data = TableData::new(
-            Arc::new(S),
-            garage_db::Db::memory(),
-            garage_util::time::Clock::system(),
-            false,
-        )
-        .expect("data");
+        let data = crate::test_schema::data();
         // 64 concurrent requests of 25 updates over 10 keys: every update
         // lands, and the merge (max) sees all of them.
         let tasks = (0..64u64).map(|r| {

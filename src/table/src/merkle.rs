@@ -387,14 +387,7 @@ mod tests {
     use crate::test_schema::{E, S};
 
     fn trie() -> Arc<MerkleTrie<S>> {
-        let data = TableData::new(
-            Arc::new(S),
-            garage_db::Db::memory(),
-            garage_util::time::Clock::system(),
-            false,
-        )
-        .expect("data");
-        MerkleTrie::new(data, false).expect("trie")
+        MerkleTrie::new(crate::test_schema::data(), false).expect("trie")
     }
 
     fn put(t: &MerkleTrie<S>, k: &str, v: u64) {

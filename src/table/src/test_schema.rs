@@ -1,11 +1,14 @@
 //! A small table schema for the crate's unit tests: entries keyed by a
 //! string sort key under one partition, merged by keeping the larger value.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use garage_util::crdt::Crdt;
 use garage_util::encode::{Migrate, NoPrevious};
 
+use crate::data::TableData;
 use crate::schema::{EmptyKey, Entry, TableSchema};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,4 +51,15 @@ impl TableSchema for S {
     fn matches_filter(_: &E, _: &()) -> bool {
         true
     }
+}
+
+/// An empty table of [`S`] in an in-memory database.
+pub(crate) fn data() -> Arc<TableData<S>> {
+    TableData::new(
+        Arc::new(S),
+        garage_db::Db::memory(),
+        garage_util::time::Clock::system(),
+        false,
+    )
+    .expect("data")
 }
