@@ -4,7 +4,8 @@
 #   script/bench.sh            the standard matrix (insert, read, read-batch, insert-batch at
 #                              16 and 64 clients, 100 B and 4 KiB values; poll at 16)
 #   script/bench.sh --memory   a 5-minute mixed run (50 % read / 50 % insert, 64 clients)
-#                              with the server's RSS sampled every second
+#                              with the server's RSS sampled every second, and the peak
+#                              RSS per million items stored at the end
 #   script/bench.sh --tools    both load tools in one run: k2v-bench and the independent
 #                              k2v-load (../shared/tools/k2v-load, built here), each first
 #                              against k2v-load's null-server (the HTTP ceiling), then
@@ -31,7 +32,7 @@ case "${1:-}" in
   "") ;;
   --memory) MODE=memory ;;
   --tools) MODE=tools ;;
-  -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--memory|--tools]" >&2; exit 2 ;;
 esac
 
@@ -173,6 +174,8 @@ if [[ $MODE == matrix ]]; then
   bench --op poll --concurrency 16 --value-size 100 --duration "$DUR" --warmup "$WARM"
 else
   bench --op mixed --read-pct 50 --concurrency 64 --value-size 100 --duration "$MEMDUR" --warmup "$WARM"
+  # Items stored at the end (prefill and inserts), for the RSS per million items.
+  ITEMS_STORED=$("$GARAGE" -c "$CFG" debug entries k2v_item | sed -n 's/^entries: //p')
 fi
 
 # ---- the Markdown section -------------------------------------------------------------
@@ -185,7 +188,7 @@ RUSTC=$(rustc --version)
 DATE=$(date -u +%Y-%m-%dT%H:%MZ)
 
 SECTION="$TMP/section.md"
-export DATE NPROC CPU MEM KERNEL RUSTC DUR WARM LOAD_BEFORE LOAD_AFTER
+export DATE NPROC CPU MEM KERNEL RUSTC DUR WARM LOAD_BEFORE LOAD_AFTER ITEMS_STORED
 python3 - "$MODE" "$RESULTS" "$SECTION" <<'PY'
 import json, os, sys
 mode, results, out = sys.argv[1:4]
@@ -228,6 +231,11 @@ else:
         L.append(f"- server CPU {r.get('server_cpu_pct', 0):.0f} %, client CPU {r.get('client_cpu_pct') or 0:.0f} %, other processes {pct(r.get('other_cpu_pct'))}")
         L.append(f"- server RSS (VmRSS, sampled every second): start {r.get('rss_start_mib', 0):.1f} MiB, "
                  f"peak {r.get('rss_peak_mib', 0):.1f} MiB, last {r.get('rss_last_mib', 0):.1f} MiB")
+        items = int(E.get("ITEMS_STORED") or 0)
+        if items:
+            per_m = r.get("rss_peak_mib", 0) / (items / 1e6)
+            L.append(f"- items stored at the end (`garage debug entries k2v_item`): {items:,}; "
+                     f"peak RSS per million items stored: {per_m:.1f} MiB")
         series = r.get("rss_series_s_mib") or []
         if series:
             L.append("")

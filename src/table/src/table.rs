@@ -620,11 +620,9 @@ impl<F: TableSchema, R: TableReplication> Table<F, R> {
 impl<F: TableSchema, R: TableReplication> Handler<TableRpc> for Table<F, R> {
     async fn handle(&self, msg: TableRpc, from: Uuid) -> Result<TableRpc, String> {
         match msg {
-            TableRpc::Update(list) => {
-                if from != self.system.id {
-                    self.metrics.sync_items_received.add(list.len() as u64);
-                }
-                // Grouped with the updates of concurrent requests.
+            TableRpc::Update(list) if from != self.system.id => {
+                self.metrics.sync_items_received.add(list.len() as u64);
+                // A peer's update: grouped with those of concurrent requests.
                 let list: Vec<Vec<u8>> = list.into_iter().map(|b| b.into_vec()).collect();
                 self.data
                     .update_many_grouped(&list)
@@ -632,6 +630,10 @@ impl<F: TableSchema, R: TableReplication> Handler<TableRpc> for Table<F, R> {
                     .map_err(|e| e.to_string())?;
                 Ok(TableRpc::Ok)
             }
+            // This node's own copy is written at once, when the quorum call
+            // first polls it, so that it is stored before the call returns
+            // even when other nodes made the quorum: reads of full-copy
+            // tables are local, and must see the caller's own writes.
             other => self.handle_local(other).map_err(|e| e.to_string()),
         }
     }
