@@ -9,7 +9,8 @@
 #   script/bench.sh --tools    both load tools in one run: k2v-bench and the independent
 #                              k2v-load (../shared/tools/k2v-load, built here), each first
 #                              against k2v-load's null-server (the HTTP ceiling), then
-#                              InsertItem and ReadItem at 64 clients against the node;
+#                              InsertItem and ReadItem at 64 clients against the node
+#                              (and k2v-load's InsertBatch / ReadBatch of 100 items);
 #                              prints ops/s, the ratio to each tool's own ceiling, p99,
 #                              client and server CPU (does not touch the Markdown file)
 #
@@ -32,7 +33,7 @@ case "${1:-}" in
   "") ;;
   --memory) MODE=memory ;;
   --tools) MODE=tools ;;
-  -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--memory|--tools]" >&2; exit 2 ;;
 esac
 
@@ -130,6 +131,7 @@ import json, sys
 r = json.loads(sys.stdin.read())
 print(json.dumps({"tool": sys.argv[1], "target": sys.argv[2], "op": sys.argv[3], "args": sys.argv[4],
   "ops": r.get("ops_per_s", r.get("ops_per_sec")), "p99": r["p99_ms"],
+  "items": r.get("items_per_s", r.get("items_per_sec")),
   "client_cpu": r.get("client_cpu_pct"), "server_cpu": r.get("server_cpu_pct"),
   "errors": r.get("errors")}))' "$tool" "$TARGET" "$op" "$*"
   }
@@ -146,6 +148,9 @@ print(json.dumps({"tool": sys.argv[1], "target": sys.argv[2], "op": sys.argv[3],
     run_tool "$tool" "$ENDPOINT" "$SERVER_PID" insert | tee -a "$RESULTS"
     run_tool "$tool" "$ENDPOINT" "$SERVER_PID" read | tee -a "$RESULTS"
   done
+  # Batches of 100 items (items/s against the per-item rates above).
+  run_tool k2v-load "$ENDPOINT" "$SERVER_PID" insert-batch --batch 100 | tee -a "$RESULTS"
+  run_tool k2v-load "$ENDPOINT" "$SERVER_PID" read-batch --batch 100 | tee -a "$RESULTS"
   # The tools spread inserts differently (k2v-load over 64 partition keys,
   # k2v-bench over 10 by default): k2v-bench again with k2v-load's spread.
   run_tool k2v-bench "$ENDPOINT" "$SERVER_PID" insert --partitions 64 | tee -a "$RESULTS"
@@ -154,11 +159,11 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 ceil = {r["tool"]: r["ops"] for r in rows if r["target"] == "null-server"}
 print()
-print("| tool | target | op | extra args | ops/s | ratio to the tool's ceiling | p99 ms | client CPU | server CPU | errors |")
-print("|---|---|---|---|---:|---:|---:|---:|---:|---|")
+print("| tool | target | op | extra args | ops/s | items/s | ratio to the tool's ceiling | p99 ms | client CPU | server CPU | errors |")
+print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---|")
 for r in rows:
     ratio = r["ops"] / ceil[r["tool"]] if ceil.get(r["tool"]) else float("nan")
-    print(f"| {r['tool']} | {r['target']} | {r['op']} | {r['args'] or '-'} | {r['ops']:,.0f} | {ratio:.2f} | {r['p99']:.1f} | {r['client_cpu']} % | {r['server_cpu']} % | {r['errors'] or 0} |")
+    print(f"| {r['tool']} | {r['target']} | {r['op']} | {r['args'] or '-'} | {r['ops']:,.0f} | {r['items'] or r['ops']:,.0f} | {ratio:.2f} | {r['p99']:.1f} | {r['client_cpu']} % | {r['server_cpu']} % | {r['errors'] or 0} |")
 PYEOF
   exit 0
 fi
