@@ -945,6 +945,16 @@ mod tests {
         panic!("peer never {what}");
     }
 
+    async fn call(
+        t: &MeshTransport,
+        to: Uuid,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, RpcError> {
+        t.call_raw(to, path, body.to_vec(), Duration::from_secs(10))
+            .await
+    }
+
     async fn wait_up(t: &MeshTransport, id: Uuid) {
         wait_peer(t, id, "came up", |p| p.is_up).await;
     }
@@ -956,28 +966,13 @@ mod tests {
         let (c, _c_addr, _sc, _dc) = node([1; 32], vec![(a.local_id(), a_addr)]).await;
         a.handlers().set("echo", Arc::new(Echo));
         wait_up(&b, a.local_id()).await;
-        let r = b
-            .call_raw(
-                a.local_id(),
-                "echo",
-                b"abc".to_vec(),
-                Duration::from_secs(5),
-            )
-            .await
-            .expect("call");
+        let r = call(&b, a.local_id(), "echo", b"abc").await.expect("call");
         assert_eq!(r, b"cba");
-        let e = b
-            .call_raw(
-                a.local_id(),
-                "echo",
-                b"fail".to_vec(),
-                Duration::from_secs(5),
-            )
+        let e = call(&b, a.local_id(), "echo", b"fail")
             .await
             .expect_err("remote error");
         assert!(matches!(e, RpcError::Remote { ref message } if message == "asked to fail"));
-        let e = b
-            .call_raw(a.local_id(), "nothing", vec![], Duration::from_secs(5))
+        let e = call(&b, a.local_id(), "nothing", &[])
             .await
             .expect_err("no handler");
         assert!(matches!(e, RpcError::Remote { .. }), "{e:?}");
@@ -1038,8 +1033,7 @@ mod tests {
             .expect("write");
         drop(s);
         a.handlers().set("echo", Arc::new(Echo));
-        let r = client
-            .call_raw(a.local_id(), "echo", b"xy".to_vec(), Duration::from_secs(5))
+        let r = call(&client, a.local_id(), "echo", b"xy")
             .await
             .expect("call");
         assert_eq!(r, b"yx");
