@@ -386,11 +386,7 @@ impl Transport for MemoryTransport {
             return Err(RpcError::NotConnected { node: to });
         }
         if to == self.id {
-            return self
-                .registry
-                .dispatch(to, path, &body)
-                .await
-                .map_err(|message| RpcError::Remote { message });
+            return self.registry.call_local(to, path, &body).await;
         }
         if self.net.is_down(&self.id) {
             return Err(RpcError::NotConnected { node: to });

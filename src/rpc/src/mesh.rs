@@ -851,12 +851,7 @@ impl Transport for MeshTransport {
         timeout: Duration,
     ) -> Result<Vec<u8>, RpcError> {
         if to == self.inner.id {
-            return self
-                .inner
-                .registry
-                .dispatch(to, path, &body)
-                .await
-                .map_err(|message| RpcError::Remote { message });
+            return self.inner.registry.call_local(to, path, &body).await;
         }
         self.inner.call(to, path, &body, timeout).await
     }

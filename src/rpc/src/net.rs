@@ -88,6 +88,14 @@ impl HandlerRegistry {
     pub fn clear(&self) {
         self.map.write().unwrap_or_else(|e| e.into_inner()).clear();
     }
+    /// A call a node makes to itself: no network, the handler's error as
+    /// [`RpcError::Remote`] as if it had crossed the wire.
+    pub async fn call_local(&self, me: Uuid, path: &str, body: &[u8]) -> Result<Vec<u8>, RpcError> {
+        self.dispatch(me, path, body)
+            .await
+            .map_err(|message| RpcError::Remote { message })
+    }
+
     /// Dispatches a request to the handler of `path`.
     pub async fn dispatch(&self, from: Uuid, path: &str, body: &[u8]) -> Result<Vec<u8>, String> {
         match self.get(path) {

@@ -479,13 +479,17 @@ impl<F: TableSchema> TableData<F> {
                 }
                 let me2 = me.clone();
                 let done = garage_util::background::spawn_blocking(move || {
-                    let all: Vec<F::E> =
-                        group.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
+                    let mut all: Vec<F::E> = Vec::new();
+                    let mut waiting = Vec::with_capacity(group.len());
+                    for (entries, tx) in group {
+                        all.extend(entries);
+                        waiting.push(tx);
+                    }
                     let r = me2
                         .merge_entries(&all)
                         .map(|_| ())
                         .map_err(|e| e.to_string());
-                    for (_, tx) in group {
+                    for tx in waiting {
                         let _ = tx.send(r.clone());
                     }
                 })
